@@ -1,0 +1,83 @@
+// Which endpoint URLs a webhook may point at. Dispatchers will POST to these
+// URLs from inside our network, so anything that could reach internal hosts
+// (SSRF) is refused: non-https, userinfo, local and metadata host names, and
+// IP literals in non-public ranges. IP parsing is ipaddr.js, not a regex.
+import ipaddr from 'ipaddr.js';
+
+export const MAX_URL_LENGTH = 2048;
+
+const METADATA_HOSTS = new Set([
+  'metadata',
+  'metadata.google.internal',
+  'metadata.goog',
+  'metadata.azure.com',
+  'instance-data',
+  'instance-data.ec2.internal',
+]);
+
+// ipaddr.js range names that are publicly routable; everything else is refused.
+const PUBLIC_RANGES = new Set(['unicast']);
+
+export interface UrlPolicyOptions {
+  /** Development only: lets http://localhost and private addresses through. */
+  readonly allowInsecure: boolean;
+}
+
+/** Returns a reason when the URL is not acceptable, undefined when it is. */
+export function checkWebhookUrl(raw: string, options: UrlPolicyOptions): string | undefined {
+  if (raw.length > MAX_URL_LENGTH) return `must be at most ${MAX_URL_LENGTH} characters`;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return 'must be an absolute URL';
+  }
+  if (url.username !== '' || url.password !== '') return 'must not contain userinfo';
+  if (options.allowInsecure) {
+    return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : 'must use https';
+  }
+  if (url.protocol !== 'https:') return 'must use https';
+  const host = url.hostname.toLowerCase().replace(/\.$/, '');
+  if (host === '') return 'must have a host';
+  if (host.startsWith('[') && host.endsWith(']')) return checkIp(host.slice(1, -1));
+  if (ipaddr.IPv4.isValidFourPartDecimal(host)) return checkIp(host);
+  // WHATWG URL parsing already turns 0x7f.1, 2130706433 and friends into dotted quads,
+  // so a host that is all digits and dots but not four parts is not a real name.
+  if (/^[0-9.]+$/.test(host)) return 'must not be a numeric host';
+  if (host === 'localhost' || host.endsWith('.localhost')) return 'must not point at localhost';
+  if (METADATA_HOSTS.has(host)) return 'must not point at a cloud metadata service';
+  if (!host.includes('.')) return 'must use a fully qualified host name';
+  return undefined;
+}
+
+function checkIp(literal: string): string | undefined {
+  if (!ipaddr.isValid(literal)) return 'must have a valid host';
+  let address = ipaddr.parse(literal);
+  if (address.kind() === 'ipv6') {
+    const v6 = address as ipaddr.IPv6;
+    if (v6.isIPv4MappedAddress()) address = v6.toIPv4Address();
+  }
+  const range = address.range();
+  if (!PUBLIC_RANGES.has(range)) return `must not point at a ${describeRange(range)} address`;
+  return undefined;
+}
+
+function describeRange(range: string): string {
+  switch (range) {
+    case 'private':
+    case 'uniqueLocal':
+      return 'private';
+    case 'loopback':
+      return 'loopback';
+    case 'linkLocal':
+      return 'link-local';
+    case 'carrierGradeNat':
+      return 'carrier-grade NAT';
+    case 'multicast':
+      return 'multicast';
+    case 'unspecified':
+      return 'unspecified';
+    default:
+      return `non-public (${range})`;
+  }
+}

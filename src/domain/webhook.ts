@@ -1,0 +1,337 @@
+// The webhook aggregate: commands, events, state, decide and evolve.
+// Pure: time, ids and (encrypted) secrets come in through the command.
+
+export type WebhookStatus = 'ACTIVE' | 'PAUSED' | 'DISABLED';
+
+/** AES-256-GCM ciphertext of a signing secret; opaque to the domain. */
+export interface EncryptedSecret {
+  readonly keyId: string;
+  readonly iv: string;
+  readonly ciphertext: string;
+}
+
+// ---- events ---------------------------------------------------------------
+
+export interface WebhookRegistered {
+  readonly type: 'WebhookRegistered';
+  readonly data: {
+    readonly webhookId: string;
+    readonly organizationId: string;
+    readonly url: string;
+    readonly events: readonly string[];
+    /** null: all partners the organization is authorized for (`authorizedPartnerIds`). */
+    readonly partnerIds: readonly string[] | null;
+    readonly authorizedPartnerIds: readonly string[];
+    readonly secret: EncryptedSecret;
+    readonly at: string;
+  };
+}
+
+export interface WebhookUpdated {
+  readonly type: 'WebhookUpdated';
+  readonly data: {
+    readonly webhookId: string;
+    readonly changes: {
+      readonly url?: string;
+      readonly events?: readonly string[];
+      readonly partnerIds?: readonly string[] | null;
+    };
+    /** The partners the organization was authorized for at this write. */
+    readonly authorizedPartnerIds: readonly string[];
+    readonly at: string;
+  };
+}
+
+export interface WebhookPaused {
+  readonly type: 'WebhookPaused';
+  readonly data: { readonly webhookId: string; readonly at: string };
+}
+
+export interface WebhookResumed {
+  readonly type: 'WebhookResumed';
+  readonly data: { readonly webhookId: string; readonly at: string };
+}
+
+export interface WebhookDisabled {
+  readonly type: 'WebhookDisabled';
+  readonly data: { readonly webhookId: string; readonly reason: string; readonly at: string };
+}
+
+export interface WebhookSecretRotated {
+  readonly type: 'WebhookSecretRotated';
+  readonly data: {
+    readonly webhookId: string;
+    readonly secret: EncryptedSecret;
+    readonly previousSecret: EncryptedSecret;
+    readonly previousSecretExpiresAt: string;
+    readonly at: string;
+  };
+}
+
+export interface WebhookDeleted {
+  readonly type: 'WebhookDeleted';
+  readonly data: { readonly webhookId: string; readonly at: string };
+}
+
+export type WebhookEvent =
+  | WebhookRegistered
+  | WebhookUpdated
+  | WebhookPaused
+  | WebhookResumed
+  | WebhookDisabled
+  | WebhookSecretRotated
+  | WebhookDeleted;
+
+export type WebhookEventType = WebhookEvent['type'];
+
+export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = [
+  'WebhookRegistered',
+  'WebhookUpdated',
+  'WebhookPaused',
+  'WebhookResumed',
+  'WebhookDisabled',
+  'WebhookSecretRotated',
+  'WebhookDeleted',
+];
+
+// ---- state ----------------------------------------------------------------
+
+export interface Webhook {
+  readonly id: string;
+  readonly organizationId: string;
+  readonly url: string;
+  readonly events: readonly string[];
+  readonly partnerIds: readonly string[] | null;
+  readonly authorizedPartnerIds: readonly string[];
+  readonly status: WebhookStatus;
+  readonly disabledReason: string | null;
+  readonly secret: EncryptedSecret;
+  readonly previousSecret: EncryptedSecret | null;
+  readonly previousSecretExpiresAt: string | null;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export type WebhookState =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'live'; readonly webhook: Webhook }
+  | { readonly kind: 'deleted'; readonly webhook: Webhook; readonly deletedAt: string };
+
+export const initialState: WebhookState = { kind: 'absent' };
+
+export function evolve(state: WebhookState, event: WebhookEvent): WebhookState {
+  switch (event.type) {
+    case 'WebhookRegistered': {
+      const d = event.data;
+      return {
+        kind: 'live',
+        webhook: {
+          id: d.webhookId,
+          organizationId: d.organizationId,
+          url: d.url,
+          events: d.events,
+          partnerIds: d.partnerIds,
+          authorizedPartnerIds: d.authorizedPartnerIds,
+          status: 'ACTIVE',
+          disabledReason: null,
+          secret: d.secret,
+          previousSecret: null,
+          previousSecretExpiresAt: null,
+          createdAt: d.at,
+          updatedAt: d.at,
+        },
+      };
+    }
+    case 'WebhookUpdated':
+      return mapLive(state, (w) => ({
+        ...w,
+        ...(event.data.changes.url !== undefined ? { url: event.data.changes.url } : {}),
+        ...(event.data.changes.events !== undefined ? { events: event.data.changes.events } : {}),
+        ...(event.data.changes.partnerIds !== undefined ? { partnerIds: event.data.changes.partnerIds } : {}),
+        authorizedPartnerIds: event.data.authorizedPartnerIds,
+        updatedAt: event.data.at,
+      }));
+    case 'WebhookPaused':
+      return mapLive(state, (w) => ({ ...w, status: 'PAUSED', updatedAt: event.data.at }));
+    case 'WebhookResumed':
+      return mapLive(state, (w) => ({ ...w, status: 'ACTIVE', disabledReason: null, updatedAt: event.data.at }));
+    case 'WebhookDisabled':
+      return mapLive(state, (w) => ({
+        ...w,
+        status: 'DISABLED',
+        disabledReason: event.data.reason,
+        updatedAt: event.data.at,
+      }));
+    case 'WebhookSecretRotated':
+      return mapLive(state, (w) => ({
+        ...w,
+        secret: event.data.secret,
+        previousSecret: event.data.previousSecret,
+        previousSecretExpiresAt: event.data.previousSecretExpiresAt,
+        updatedAt: event.data.at,
+      }));
+    case 'WebhookDeleted':
+      return state.kind === 'live'
+        ? { kind: 'deleted', webhook: { ...state.webhook, updatedAt: event.data.at }, deletedAt: event.data.at }
+        : state;
+    default: {
+      const unreachable: never = event;
+      return unreachable;
+    }
+  }
+}
+
+function mapLive(state: WebhookState, f: (w: Webhook) => Webhook): WebhookState {
+  return state.kind === 'live' ? { kind: 'live', webhook: f(state.webhook) } : state;
+}
+
+export function foldWebhook(events: readonly WebhookEvent[]): WebhookState {
+  return events.reduce(evolve, initialState);
+}
+
+// ---- commands -------------------------------------------------------------
+
+export interface RegisterWebhook {
+  readonly type: 'RegisterWebhook';
+  readonly data: {
+    readonly webhookId: string;
+    readonly organizationId: string;
+    readonly url: string;
+    readonly events: readonly string[];
+    readonly partnerIds: readonly string[] | null;
+    readonly authorizedPartnerIds: readonly string[];
+    readonly secret: EncryptedSecret;
+  };
+  readonly metadata: { readonly now: Date };
+}
+
+export interface UpdateWebhook {
+  readonly type: 'UpdateWebhook';
+  readonly data: {
+    readonly changes: {
+      readonly url?: string;
+      readonly events?: readonly string[];
+      readonly partnerIds?: readonly string[] | null;
+      readonly status?: 'ACTIVE' | 'PAUSED';
+    };
+    readonly authorizedPartnerIds: readonly string[];
+  };
+  readonly metadata: { readonly now: Date };
+}
+
+export interface DisableWebhook {
+  readonly type: 'DisableWebhook';
+  readonly data: { readonly reason: string };
+  readonly metadata: { readonly now: Date };
+}
+
+export interface RotateWebhookSecret {
+  readonly type: 'RotateWebhookSecret';
+  readonly data: { readonly secret: EncryptedSecret; readonly gracePeriodSeconds: number };
+  readonly metadata: { readonly now: Date };
+}
+
+export interface DeleteWebhook {
+  readonly type: 'DeleteWebhook';
+  readonly metadata: { readonly now: Date };
+}
+
+export type WebhookCommand = RegisterWebhook | UpdateWebhook | DisableWebhook | RotateWebhookSecret | DeleteWebhook;
+
+/** The command targets a webhook that does not exist (or no longer does). */
+export class WebhookNotFoundError extends Error {
+  override readonly name = 'WebhookNotFoundError';
+}
+
+/** The command targets a webhook that already exists (registration only). */
+export class WebhookAlreadyExistsError extends Error {
+  override readonly name = 'WebhookAlreadyExistsError';
+}
+
+export function decide(command: WebhookCommand, state: WebhookState): WebhookEvent[] {
+  const at = command.metadata.now.toISOString();
+  switch (command.type) {
+    case 'RegisterWebhook': {
+      if (state.kind !== 'absent') throw new WebhookAlreadyExistsError('webhook already exists');
+      return [{ type: 'WebhookRegistered', data: { ...command.data, at } }];
+    }
+    case 'UpdateWebhook': {
+      const webhook = requireLive(state);
+      return decideUpdate(command, webhook, at);
+    }
+    case 'DisableWebhook': {
+      const webhook = requireLive(state);
+      if (webhook.status === 'DISABLED') return [];
+      return [{ type: 'WebhookDisabled', data: { webhookId: webhook.id, reason: command.data.reason, at } }];
+    }
+    case 'RotateWebhookSecret': {
+      const webhook = requireLive(state);
+      const expiresAt = new Date(command.metadata.now.getTime() + command.data.gracePeriodSeconds * 1000);
+      return [
+        {
+          type: 'WebhookSecretRotated',
+          data: {
+            webhookId: webhook.id,
+            secret: command.data.secret,
+            previousSecret: webhook.secret,
+            previousSecretExpiresAt: expiresAt.toISOString(),
+            at,
+          },
+        },
+      ];
+    }
+    case 'DeleteWebhook': {
+      const webhook = requireLive(state);
+      return [{ type: 'WebhookDeleted', data: { webhookId: webhook.id, at } }];
+    }
+    default: {
+      const unreachable: never = command;
+      return unreachable;
+    }
+  }
+}
+
+function requireLive(state: WebhookState): Webhook {
+  if (state.kind !== 'live') throw new WebhookNotFoundError('webhook not found');
+  return state.webhook;
+}
+
+function decideUpdate(command: UpdateWebhook, webhook: Webhook, at: string): WebhookEvent[] {
+  const { changes, authorizedPartnerIds } = command.data;
+  const changed: { url?: string; events?: readonly string[]; partnerIds?: readonly string[] | null } = {};
+  if (changes.url !== undefined && changes.url !== webhook.url) changed.url = changes.url;
+  if (changes.events !== undefined && !sameList(changes.events, webhook.events)) changed.events = changes.events;
+  if (changes.partnerIds !== undefined) {
+    const filterChanged = !samePartnerFilter(changes.partnerIds, webhook.partnerIds);
+    // `null` means "all authorized partners again": refresh that set when it moved.
+    const refreshAll = changes.partnerIds === null && !sameList(authorizedPartnerIds, webhook.authorizedPartnerIds);
+    if (filterChanged || refreshAll) changed.partnerIds = changes.partnerIds;
+  }
+  const out: WebhookEvent[] = [];
+  if (Object.keys(changed).length > 0) {
+    out.push({
+      type: 'WebhookUpdated',
+      data: { webhookId: webhook.id, changes: changed, authorizedPartnerIds, at },
+    });
+  }
+  if (changes.status === 'PAUSED' && webhook.status !== 'PAUSED') {
+    out.push({ type: 'WebhookPaused', data: { webhookId: webhook.id, at } });
+  } else if (changes.status === 'ACTIVE' && webhook.status !== 'ACTIVE') {
+    out.push({ type: 'WebhookResumed', data: { webhookId: webhook.id, at } });
+  }
+  return out;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function samePartnerFilter(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return sameList(a, b);
+}
+
+/** The partners a webhook delivers for: its own filter, else the organization's authorized partners. */
+export function effectivePartnerIds(webhook: Pick<Webhook, 'partnerIds' | 'authorizedPartnerIds'>): readonly string[] {
+  return webhook.partnerIds ?? webhook.authorizedPartnerIds;
+}
