@@ -1,0 +1,397 @@
+// Command handlers: read the webhook's stream, fold it with evolve, check the
+// Idempotency-Key against the log, decide, and append with the expected
+// revision. A concurrent writer makes the append conflict; the handler then
+// reloads and decides again, so the answer is always derived from the log.
+import { randomBytes } from 'node:crypto';
+import { eventHash } from '../domain/hashChain.ts';
+import { secretFromBytes } from '../domain/secret.ts';
+import {
+  decide,
+  foldWebhook,
+  type Webhook,
+  type WebhookCommand,
+  type WebhookEvent,
+  type WebhookState,
+} from '../domain/webhook.ts';
+import {
+  IdempotencyKeyExpiredError,
+  IdempotencyKeyReusedError,
+  NotFoundError,
+  PreconditionFailedError,
+  ServiceUnavailableError,
+} from '../errors.ts';
+import type { SecretBox } from '../crypto/secretBox.ts';
+import {
+  StreamConflictError,
+  webhookStreamName,
+  type ActorRef,
+  type EventMetadata,
+  type EventStore,
+  type NewEvent,
+  type Position,
+  type RecordedEvent,
+} from '../stores/eventStore.ts';
+import type { ReadModel } from '../stores/readModel.ts';
+import { IDEMPOTENCY_WINDOW_MS, idempotencyKeyHash, webhookIdFor } from './idempotency.ts';
+
+/** Who is writing and under which key; built by the HTTP layer from the request. */
+export interface WriteContext {
+  readonly organizationId: string;
+  readonly actor: ActorRef;
+  readonly requestId: string;
+  readonly idempotencyKey: string;
+  readonly fingerprint: string;
+  readonly now: Date;
+}
+
+export interface RegisterInput {
+  readonly url: string;
+  readonly events: readonly string[];
+  readonly partnerIds?: readonly string[] | undefined;
+  readonly secret?: string | undefined;
+  readonly authorizedPartnerIds: readonly string[];
+}
+
+/** The documented 201 body of a registration (the only answer that shows the secret). */
+export interface RegistrationBody {
+  readonly id: string;
+  readonly url: string;
+  readonly events: readonly string[];
+  readonly status: 'ACTIVE';
+  readonly createdAt: string;
+  readonly partnerIds?: readonly string[];
+  readonly secret: string;
+  readonly updatedAt: string;
+}
+
+export interface WriteOutcome<T> {
+  readonly result: T;
+  /** True when answered from an earlier request with the same key. */
+  readonly replayed: boolean;
+  /** Log position of what was written (undefined for replays and no-ops). */
+  readonly position: Position | undefined;
+}
+
+export interface WebhookAtRevision {
+  readonly webhook: Webhook;
+  readonly revision: number;
+}
+
+export interface UpdateInput {
+  readonly url?: string | undefined;
+  readonly events?: readonly string[] | undefined;
+  readonly partnerIds?: readonly string[] | null | undefined;
+  readonly status?: 'ACTIVE' | 'PAUSED' | undefined;
+  readonly authorizedPartnerIds: readonly string[];
+}
+
+export interface RotationResult {
+  readonly secret: string;
+  readonly previousSecretExpiresAt: string;
+}
+
+const MAX_ATTEMPTS = 5;
+
+export class WebhookCommands {
+  constructor(
+    private readonly store: EventStore,
+    private readonly readModel: ReadModel,
+    private readonly secrets: SecretBox,
+  ) {}
+
+  async register(ctx: WriteContext, input: RegisterInput): Promise<WriteOutcome<RegistrationBody>> {
+    const webhookId = webhookIdFor(ctx.organizationId, ctx.idempotencyKey);
+    const keyHash = idempotencyKeyHash(ctx.organizationId, ctx.idempotencyKey);
+    const used = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
+    if (used !== null && used.webhookId !== webhookId) throw keyReused();
+    const stream = webhookStreamName(webhookId);
+    const existing = await this.store.readStream(stream);
+    if (existing.length > 0) return this.replayRegistration(ctx, existing);
+
+    const secret = input.secret ?? secretFromBytes(randomBytes(32));
+    const context = { webhookId, organizationId: ctx.organizationId };
+    const command: WebhookCommand = {
+      type: 'RegisterWebhook',
+      data: {
+        webhookId,
+        organizationId: ctx.organizationId,
+        url: input.url,
+        events: input.events,
+        partnerIds: input.partnerIds ?? null,
+        authorizedPartnerIds: input.authorizedPartnerIds,
+        secret: this.secrets.encrypt(secret, context),
+      },
+      metadata: { now: ctx.now },
+    };
+    const events = decide(command, { kind: 'absent' });
+    try {
+      const appended = await this.store.append(
+        stream,
+        chain(events, { ...ctx, keyHash, fingerprint: ctx.fingerprint }, null),
+        'no_stream',
+      );
+      const registered = events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
+      return { result: registrationBody(registered, secret), replayed: false, position: appended.position };
+    } catch (error) {
+      if (!(error instanceof StreamConflictError)) throw error;
+      // Someone registered with this key at the same moment: answer from their event.
+      return this.replayRegistration(ctx, await this.store.readStream(stream));
+    }
+  }
+
+  private replayRegistration(ctx: WriteContext, recorded: readonly RecordedEvent[]): WriteOutcome<RegistrationBody> {
+    const first = recorded[0];
+    if (!first || first.type !== 'WebhookRegistered') throw new ServiceUnavailableError('registration stream is damaged');
+    checkReplay(first, ctx);
+    const registered = first.data as Extract<WebhookEvent, { type: 'WebhookRegistered' }>['data'];
+    const secret = this.secrets.decrypt(registered.secret, {
+      webhookId: registered.webhookId,
+      organizationId: registered.organizationId,
+    });
+    return {
+      result: registrationBody({ type: 'WebhookRegistered', data: registered }, secret),
+      replayed: true,
+      position: undefined,
+    };
+  }
+
+  async update(
+    ctx: WriteContext,
+    webhookId: string,
+    input: UpdateInput,
+    ifMatch: number | undefined,
+  ): Promise<WriteOutcome<WebhookAtRevision>> {
+    return this.write(ctx, webhookId, ifMatch, {
+      command: () => ({
+        type: 'UpdateWebhook',
+        data: {
+          changes: {
+            ...(input.url !== undefined ? { url: input.url } : {}),
+            ...(input.events !== undefined ? { events: input.events } : {}),
+            ...(input.partnerIds !== undefined ? { partnerIds: input.partnerIds } : {}),
+            ...(input.status !== undefined ? { status: input.status } : {}),
+          },
+          authorizedPartnerIds: input.authorizedPartnerIds,
+        },
+        metadata: { now: ctx.now },
+      }),
+      result: (recorded, upTo) => webhookAt(recorded, upTo),
+    });
+  }
+
+  async rotateSecret(
+    ctx: WriteContext,
+    webhookId: string,
+    input: { secret?: string | undefined; gracePeriodSeconds: number },
+  ): Promise<WriteOutcome<RotationResult>> {
+    return this.write(ctx, webhookId, undefined, {
+      command: (webhook) => ({
+        type: 'RotateWebhookSecret',
+        data: {
+          secret: this.secrets.encrypt(input.secret ?? secretFromBytes(randomBytes(32)), {
+            webhookId: webhook.id,
+            organizationId: webhook.organizationId,
+          }),
+          gracePeriodSeconds: input.gracePeriodSeconds,
+        },
+        metadata: { now: ctx.now },
+      }),
+      result: (recorded, upTo) => {
+        const event = recorded[upTo]!;
+        const data = event.data as Extract<WebhookEvent, { type: 'WebhookSecretRotated' }>['data'];
+        const webhook = webhookAt(recorded, upTo).webhook;
+        return {
+          secret: this.secrets.decrypt(data.secret, { webhookId: webhook.id, organizationId: webhook.organizationId }),
+          previousSecretExpiresAt: data.previousSecretExpiresAt,
+        };
+      },
+    });
+  }
+
+  async delete(ctx: WriteContext, webhookId: string, ifMatch: number | undefined): Promise<WriteOutcome<null>> {
+    return this.write(ctx, webhookId, ifMatch, {
+      command: () => ({ type: 'DeleteWebhook', metadata: { now: ctx.now } }),
+      result: () => null,
+    });
+  }
+
+  /** Dispatcher-side: not bound to an organization and naturally idempotent, so it takes no key. */
+  async disable(
+    actor: ActorRef,
+    requestId: string,
+    webhookId: string,
+    reason: string,
+    now: Date,
+  ): Promise<WriteOutcome<WebhookAtRevision>> {
+    for (let attempt = 0; ; attempt++) {
+      const stream = webhookStreamName(webhookId);
+      const recorded = await this.store.readStream(stream);
+      const state = fold(recorded);
+      if (state.kind !== 'live') throw new NotFoundError('webhook not found');
+      const events = decide({ type: 'DisableWebhook', data: { reason }, metadata: { now } }, state);
+      if (events.length === 0) {
+        return { result: webhookAt(recorded, recorded.length - 1), replayed: false, position: undefined };
+      }
+      const ctx = { organizationId: state.webhook.organizationId, actor, requestId, now, keyHash: null, fingerprint: null };
+      const last = recorded[recorded.length - 1]!;
+      try {
+        const appended = await this.store.append(stream, chain(events, ctx, last.metadata.hash), last.revision);
+        return {
+          result: { webhook: foldAll(recorded, events), revision: appended.nextRevision },
+          replayed: false,
+          position: appended.position,
+        };
+      } catch (error) {
+        if (!(error instanceof StreamConflictError) || attempt + 1 >= MAX_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  private async write<T>(
+    ctx: WriteContext,
+    webhookId: string,
+    ifMatch: number | undefined,
+    handler: {
+      command: (webhook: Webhook) => WebhookCommand;
+      /** The answer, computed from the stream up to (and including) index `upTo`. */
+      result: (recorded: readonly RecordedEvent[], upTo: number) => T;
+    },
+  ): Promise<WriteOutcome<T>> {
+    const keyHash = idempotencyKeyHash(ctx.organizationId, ctx.idempotencyKey);
+    const stream = webhookStreamName(webhookId);
+    for (let attempt = 0; ; attempt++) {
+      const recorded = await this.store.readStream(stream);
+      const state = fold(recorded);
+      if (state.kind === 'absent' || state.webhook.organizationId !== ctx.organizationId) {
+        throw new NotFoundError('webhook not found');
+      }
+      // The key hash includes the organization, so only this organization's writes can match.
+      const usedAt = findLastIndex(recorded, (e) => e.metadata.idempotencyKeyHash === keyHash);
+      if (usedAt >= 0) {
+        checkReplay(recorded[usedAt]!, ctx);
+        return { result: handler.result(recorded, usedAt), replayed: true, position: undefined };
+      }
+      await this.checkKeyUnusedElsewhere(ctx, keyHash, webhookId);
+      if (state.kind === 'deleted') throw new NotFoundError('webhook not found');
+      const last = recorded[recorded.length - 1]!;
+      if (ifMatch !== undefined && ifMatch !== last.revision) {
+        throw new PreconditionFailedError('If-Match does not match the current ETag of the webhook');
+      }
+      const events = decide(handler.command(state.webhook), state);
+      if (events.length === 0) {
+        return { result: handler.result(recorded, recorded.length - 1), replayed: false, position: undefined };
+      }
+      const newEvents = chain(events, { ...ctx, keyHash, fingerprint: ctx.fingerprint }, last.metadata.hash);
+      try {
+        const appended = await this.store.append(stream, newEvents, last.revision);
+        const after: RecordedEvent[] = [
+          ...recorded,
+          ...newEvents.map((e, i) => ({
+            ...e,
+            streamId: stream,
+            revision: last.revision + 1 + i,
+            position: appended.position,
+          })),
+        ];
+        return { result: handler.result(after, after.length - 1), replayed: false, position: appended.position };
+      } catch (error) {
+        if (!(error instanceof StreamConflictError) || attempt + 1 >= MAX_ATTEMPTS) throw error;
+        // Another write landed first; reload and decide again (it may be our own key's twin).
+      }
+    }
+  }
+
+  /** A key belongs to one request in the organization: not a registration, not another webhook's write. */
+  private async checkKeyUnusedElsewhere(ctx: WriteContext, keyHash: string, webhookId: string): Promise<void> {
+    const indexed = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
+    if (indexed !== null && indexed.webhookId !== webhookId) throw keyReused();
+    // The key index trails the log slightly; a registration under this key is found directly.
+    const registration = webhookStreamName(webhookIdFor(ctx.organizationId, ctx.idempotencyKey));
+    if (registration !== webhookStreamName(webhookId) && (await this.store.readStream(registration)).length > 0) {
+      throw keyReused();
+    }
+  }
+}
+
+function fold(recorded: readonly RecordedEvent[]): WebhookState {
+  return foldWebhook(recorded.map(toDomainEvent));
+}
+
+function foldAll(recorded: readonly RecordedEvent[], more: readonly WebhookEvent[]): Webhook {
+  const state = foldWebhook([...recorded.map(toDomainEvent), ...more]);
+  if (state.kind === 'absent') throw new Error('no webhook in stream');
+  return state.webhook;
+}
+
+function webhookAt(recorded: readonly RecordedEvent[], upTo: number): WebhookAtRevision {
+  const state = fold(recorded.slice(0, upTo + 1));
+  if (state.kind === 'absent') throw new Error('no webhook in stream');
+  return { webhook: state.webhook, revision: recorded[upTo]!.revision };
+}
+
+export function toDomainEvent(e: RecordedEvent): WebhookEvent {
+  return { type: e.type, data: e.data } as WebhookEvent;
+}
+
+function checkReplay(event: RecordedEvent, ctx: WriteContext): void {
+  if (event.metadata.requestFingerprint !== ctx.fingerprint) throw keyReused();
+  if (ctx.now.getTime() - Date.parse(event.metadata.occurredAt) > IDEMPOTENCY_WINDOW_MS) {
+    throw new IdempotencyKeyExpiredError('this Idempotency-Key expired; use a new key');
+  }
+}
+
+function keyReused(): IdempotencyKeyReusedError {
+  return new IdempotencyKeyReusedError('this Idempotency-Key was already used for a different request');
+}
+
+function findLastIndex<T>(items: readonly T[], predicate: (item: T) => boolean): number {
+  for (let i = items.length - 1; i >= 0; i--) if (predicate(items[i]!)) return i;
+  return -1;
+}
+
+interface ChainContext {
+  readonly organizationId: string;
+  readonly actor: ActorRef;
+  readonly requestId: string;
+  readonly now: Date;
+  /** Both null for writes that take no Idempotency-Key. */
+  readonly keyHash: string | null;
+  readonly fingerprint: string | null;
+}
+
+/** Adds metadata and links each event into the stream's hash chain. */
+function chain(events: readonly WebhookEvent[], ctx: ChainContext, previousHash: string | null): NewEvent[] {
+  let previous = previousHash;
+  return events.map((event) => {
+    const base: Omit<EventMetadata, 'hash'> = {
+      actor: ctx.actor,
+      organizationId: ctx.organizationId,
+      requestId: ctx.requestId,
+      idempotencyKeyHash: ctx.keyHash,
+      requestFingerprint: ctx.fingerprint,
+      occurredAt: ctx.now.toISOString(),
+      previousHash: previous,
+    };
+    const hash = eventHash({ type: event.type, data: event.data, metadata: base });
+    previous = hash;
+    return { type: event.type, data: event.data, metadata: { ...base, hash } };
+  });
+}
+
+function registrationBody(
+  event: Extract<WebhookEvent, { type: 'WebhookRegistered' }>,
+  secret: string,
+): RegistrationBody {
+  const d = event.data;
+  return {
+    id: d.webhookId,
+    url: d.url,
+    events: d.events,
+    status: 'ACTIVE',
+    createdAt: d.at,
+    ...(d.partnerIds !== null ? { partnerIds: d.partnerIds } : {}),
+    secret,
+    updatedAt: d.at,
+  };
+}
+

@@ -1,0 +1,42 @@
+// Signing secrets at rest: AES-256-GCM with a key id beside each ciphertext
+// (so keys can rotate) and the webhook id and organization as associated
+// data (so a ciphertext copied onto another webhook does not decrypt).
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { EncryptionKey } from '../config.ts';
+import type { EncryptedSecret } from '../domain/webhook.ts';
+
+const TAG_BYTES = 16;
+
+export class SecretBox {
+  private readonly byId: ReadonlyMap<string, Buffer>;
+  private readonly current: EncryptionKey;
+
+  constructor(keys: readonly EncryptionKey[]) {
+    const first = keys[0];
+    if (!first) throw new Error('at least one secret encryption key is required');
+    this.current = first;
+    this.byId = new Map(keys.map((k) => [k.id, k.key]));
+  }
+
+  encrypt(secret: string, context: { webhookId: string; organizationId: string }): EncryptedSecret {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.current.key, iv);
+    cipher.setAAD(associatedData(context));
+    const body = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return { keyId: this.current.id, iv: iv.toString('base64'), ciphertext: body.toString('base64') };
+  }
+
+  decrypt(box: EncryptedSecret, context: { webhookId: string; organizationId: string }): string {
+    const key = this.byId.get(box.keyId);
+    if (!key) throw new Error(`secret encryption key "${box.keyId}" is not configured`);
+    const body = Buffer.from(box.ciphertext, 'base64');
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(box.iv, 'base64'));
+    decipher.setAAD(associatedData(context));
+    decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+    return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]).toString('utf8');
+  }
+}
+
+function associatedData(context: { webhookId: string; organizationId: string }): Buffer {
+  return Buffer.from(`webhook-secret\n${context.organizationId}\n${context.webhookId}`, 'utf8');
+}

@@ -1,0 +1,39 @@
+// Read-your-writes for list queries served by the read model: a read waits
+// until the projector has applied the newest write its organization made
+// through this process. (Single-webhook reads come from the log itself.)
+import { ServiceUnavailableError } from '../errors.ts';
+import { comparePositions, type Position } from '../stores/eventStore.ts';
+
+export type WaitForPosition = (position: Position, timeoutMs: number) => Promise<boolean>;
+
+const MAX_TRACKED = 100_000;
+
+export class ReadYourWrites {
+  private readonly pending = new Map<string, Position>();
+
+  constructor(
+    private readonly waitFor: WaitForPosition,
+    private readonly timeoutMs: number,
+  ) {}
+
+  noteWrite(organizationId: string, position: Position): void {
+    const known = this.pending.get(organizationId);
+    if (known && comparePositions(known, position) >= 0) return;
+    if (this.pending.size >= MAX_TRACKED && !known) {
+      const oldest = this.pending.keys().next();
+      if (oldest.done !== true) this.pending.delete(oldest.value);
+    }
+    this.pending.set(organizationId, position);
+  }
+
+  async settle(organizationId: string): Promise<void> {
+    const position = this.pending.get(organizationId);
+    if (position === undefined) return;
+    if (!(await this.waitFor(position, this.timeoutMs))) {
+      throw new ServiceUnavailableError('The read model is behind the log; retry shortly.', {
+        headers: { 'retry-after': '1' },
+      });
+    }
+    if (this.pending.get(organizationId) === position) this.pending.delete(organizationId);
+  }
+}

@@ -1,0 +1,55 @@
+// Internal routes for dispatchers (scope webhooks:dispatch, not bound to an
+// organization): the dispatch lookup and disabling a failing endpoint.
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { SCOPES } from '../../identity/principal.ts';
+import type { DispatchLookup } from '../../dispatch/dispatchTargets.ts';
+import type { WebhookCommands } from '../../commands/webhookCommands.ts';
+import { principalOf } from '../auth.ts';
+import { disableBody, dispatchQuery, dispatchTargets, problem, webhookIdParams, webhookResponse } from '../schemas.ts';
+import { etagOf, toWebhookResponse } from './webhooks.ts';
+
+export function registerDispatchRoutes(
+  app: FastifyInstance,
+  deps: { lookup: DispatchLookup; commands: WebhookCommands; now: () => Date },
+): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get('/internal/v1/dispatch-targets', {
+    config: { scopes: [SCOPES.dispatch] },
+    schema: {
+      summary: 'Every ACTIVE webhook that must receive this event type for this partner, with its signing secrets.',
+      tags: ['dispatch'],
+      querystring: dispatchQuery,
+      response: { 200: dispatchTargets, 400: problem, 401: problem, 403: problem, 503: problem },
+    },
+    handler: async (request, reply) => {
+      const data = await deps.lookup(request.query.eventType, request.query.partnerId);
+      return reply
+        .header('cache-control', 'no-store')
+        .send({ data: data.map((t) => ({ ...t, events: [...t.events], secrets: [...t.secrets] })) });
+    },
+  });
+
+  r.post('/internal/v1/webhooks/:id/disable', {
+    config: { scopes: [SCOPES.dispatch] },
+    schema: {
+      summary: 'Disable a webhook (e.g. after repeated delivery failures). Idempotent.',
+      tags: ['dispatch'],
+      params: webhookIdParams,
+      body: disableBody,
+      response: { 200: webhookResponse, 400: problem, 401: problem, 403: problem, 404: problem, 503: problem },
+    },
+    handler: async (request, reply) => {
+      const principal = principalOf(request);
+      const outcome = await deps.commands.disable(
+        { clientId: principal.clientId, subject: principal.subject },
+        request.id,
+        request.params.id,
+        request.body.reason,
+        deps.now(),
+      );
+      return reply.header('etag', etagOf(outcome.result.revision)).send(toWebhookResponse(outcome.result.webhook));
+    },
+  });
+}

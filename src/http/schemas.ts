@@ -1,0 +1,190 @@
+// The HTTP contract as zod schemas: routes validate requests and serialize
+// responses with them, and /openapi.json is generated from them, so the
+// documentation cannot drift from what the server does.
+import { z } from 'zod';
+import { checkPattern, isValidEventType, type EventTypeCatalog } from '../domain/eventTypes.ts';
+import { isValidSecret } from '../domain/secret.ts';
+import { checkWebhookUrl, MAX_URL_LENGTH } from '../domain/urlPolicy.ts';
+
+export const MAX_EVENTS = 50;
+export const MAX_PARTNERS = 100;
+export const MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600;
+export const DEFAULT_GRACE_PERIOD_SECONDS = 24 * 3600;
+
+const UUID_TEXT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+export const uuid = z
+  .string()
+  .regex(UUID_TEXT, { message: 'must be a UUID' })
+  .transform((v) => v.toLowerCase())
+  .meta({ format: 'uuid', example: '3c90c3cc-0d44-4b50-8888-8dd25736052a' });
+
+export const timestamp = z.string().meta({ format: 'date-time', example: '2023-11-07T05:31:56Z' });
+
+export const webhookStatus = z.enum(['ACTIVE', 'PAUSED', 'DISABLED']);
+
+export interface SchemaOptions {
+  readonly catalog: EventTypeCatalog;
+  readonly allowInsecureUrls: boolean;
+}
+
+/** Request and response schemas; built once per app because some rules depend on configuration. */
+export function createSchemas(options: SchemaOptions) {
+  const webhookUrl = z
+    .string({ message: 'must be a string' })
+    .max(MAX_URL_LENGTH, { message: `must be at most ${MAX_URL_LENGTH} characters` })
+    .superRefine((value, ctx) => {
+      const problem = checkWebhookUrl(value, { allowInsecure: options.allowInsecureUrls });
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ format: 'uri', description: 'Absolute https URL of the endpoint.', example: 'https://hooks.example.com/nt24' });
+
+  const eventPattern = z.string({ message: 'must be a string' }).superRefine((value, ctx) => {
+    const problem = checkPattern(value, options.catalog);
+    if (problem === undefined) return;
+    const message =
+      problem.kind === 'root-wildcard'
+        ? 'root wildcard "*" is not supported; subscribe to a namespace such as "kyc.*"'
+        : problem.kind === 'malformed'
+          ? 'must be an event type or a segment wildcard: lowercase segments joined by ".", optionally ending in ".*"'
+          : 'matches no known event type (see GET /v1/event-types)';
+    ctx.addIssue({ code: 'custom', message });
+  });
+
+  const events = z
+    .array(eventPattern, { message: 'must be an array of event types' })
+    .min(1, { message: 'must list at least one event type' })
+    .max(MAX_EVENTS, { message: `must list at most ${MAX_EVENTS} event types` })
+    .transform((list) => [...new Set(list)])
+    .meta({
+      description: 'Event type or segment wildcard (compliance.*, kyc.*, self_service_invitation.*). Root * is not supported.',
+      example: ['kyc.*', 'compliance.case.opened'],
+    });
+
+  const partnerIds = z
+    .array(uuid, { message: 'must be an array of partner UUIDs' })
+    .min(1, { message: 'must not be empty; omit partnerIds for all authorized partners' })
+    .max(MAX_PARTNERS, { message: `must list at most ${MAX_PARTNERS} partners` })
+    .transform((list) => [...new Set(list)])
+    .meta({ description: 'Only events for these partners fire on this endpoint. Omit for all authorized partners.' });
+
+  // The message never contains the value: a secret must not be echoed.
+  const secret = z
+    .string({ message: 'must be a string' })
+    .refine(isValidSecret, { message: 'must be "whsec_" followed by the base64 of 24 to 64 random bytes' })
+    .meta({ description: 'Standard Webhooks signing secret; generated when omitted.' });
+
+  const registerBody = z
+    .strictObject({ url: webhookUrl, events, partnerIds: partnerIds.optional(), secret: secret.optional() })
+    .meta({ id: 'RegisterWebhookRequest' });
+
+  const updateBody = z
+    .strictObject({
+      url: webhookUrl.optional(),
+      events: events.optional(),
+      partnerIds: partnerIds.nullable().optional(),
+      status: z.enum(['ACTIVE', 'PAUSED'], { message: 'must be ACTIVE or PAUSED (DISABLED is set by dispatchers)' }).optional(),
+    })
+    .refine((b) => Object.keys(b).length > 0, { message: 'must change at least one of url, events, partnerIds, status' })
+    .meta({ id: 'UpdateWebhookRequest' });
+
+  const rotateBody = z
+    .strictObject({
+      secret: secret.optional(),
+      gracePeriodSeconds: z
+        .number({ message: 'must be a number of seconds' })
+        .int({ message: 'must be a whole number of seconds' })
+        .min(0, { message: 'must be between 0 and 604800 (7 days)' })
+        .max(MAX_GRACE_PERIOD_SECONDS, { message: 'must be between 0 and 604800 (7 days)' })
+        .optional(),
+    })
+    .meta({ id: 'RotateSecretRequest' });
+
+  return { registerBody, updateBody, rotateBody };
+}
+
+export const webhookIdParams = z.object({ id: uuid.meta({ description: 'Webhook id' }) });
+
+const webhookFields = {
+  id: z.string().meta({ example: '0b5fd2a4-55c4-5d2b-9a43-6e3e0b9b2c10' }),
+  url: z.string().meta({ format: 'uri' }),
+  events: z.array(z.string()),
+  status: webhookStatus,
+  createdAt: timestamp,
+  partnerIds: z.array(z.string().meta({ format: 'uuid' })).optional(),
+  updatedAt: timestamp,
+};
+
+export const webhookResponse = z.object(webhookFields).meta({ id: 'Webhook' });
+
+export const registeredResponse = z
+  .object({
+    ...webhookFields,
+    status: z.literal('ACTIVE'),
+    secret: z.string().meta({ description: 'Signing secret — returned only on the create response.' }),
+  })
+  .meta({ id: 'RegisteredWebhook' });
+
+export const webhookList = z
+  .object({ data: z.array(webhookResponse), nextCursor: z.string().nullable() })
+  .meta({ id: 'WebhookList' });
+
+export const listQuery = z.strictObject({
+  limit: z.coerce
+    .number({ message: 'must be a number' })
+    .int({ message: 'must be a whole number' })
+    .min(1, { message: 'must be between 1 and 100' })
+    .max(100, { message: 'must be between 1 and 100' })
+    .default(20),
+  cursor: z.string().max(512).optional(),
+  status: webhookStatus.optional(),
+  event: z
+    .string()
+    .refine((v) => isValidEventType(v.endsWith('.*') ? v.slice(0, -2) : v), {
+      message: 'must be an event type or a segment wildcard',
+    })
+    .optional(),
+});
+
+export const rotateResponse = z
+  .object({ secret: z.string(), previousSecretExpiresAt: timestamp })
+  .meta({ id: 'RotatedSecret' });
+
+export const eventTypeList = z
+  .object({ data: z.array(z.object({ name: z.string(), description: z.string() })) })
+  .meta({ id: 'EventTypeList' });
+
+export const dispatchQuery = z.strictObject({
+  eventType: z.string().refine(isValidEventType, { message: 'must be an event type such as kyc.verification.approved' }),
+  partnerId: uuid,
+});
+
+export const dispatchTargets = z
+  .object({
+    data: z.array(
+      z.object({
+        id: z.string(),
+        organizationId: z.string(),
+        url: z.string(),
+        events: z.array(z.string()),
+        secrets: z.array(z.string()).meta({ description: 'Secrets valid for signing now, current first.' }),
+      }),
+    ),
+  })
+  .meta({ id: 'DispatchTargets' });
+
+export const disableBody = z.strictObject({
+  reason: z.string().min(1, { message: 'must not be empty' }).max(500, { message: 'must be at most 500 characters' }),
+});
+
+export const problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string().optional(),
+    requestId: z.string().optional(),
+    errors: z.array(z.object({ pointer: z.string(), detail: z.string() })).optional(),
+  })
+  .meta({ id: 'Problem' });

@@ -1,0 +1,141 @@
+// The projector: subscribes to the log after the read model's checkpoint and
+// applies each batch atomically with a checkpoint compare-and-set. If another
+// projector (or a rebuild) moved the checkpoint, it starts again from the
+// stored one; applying an event twice changes nothing (revision guard).
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  comparePositions,
+  decodePosition,
+  encodePosition,
+  type EventStore,
+  type Position,
+  type RecordedEvent,
+} from '../stores/eventStore.ts';
+import { CheckpointConflictError, type ReadModel } from '../stores/readModel.ts';
+
+export interface ProjectorLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface ProjectorOptions {
+  readonly logger: ProjectorLogger;
+  /** Called per applied batch with its events (for lag metrics). */
+  readonly onBatch?: (events: readonly RecordedEvent[]) => void;
+}
+
+interface Waiter {
+  readonly position: Position;
+  readonly resolve: (reached: boolean) => void;
+}
+
+export class Projector {
+  private controller: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+  private applied: Position | undefined;
+  private waiters: Waiter[] = [];
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly readModel: ReadModel,
+    private readonly options: ProjectorOptions,
+  ) {}
+
+  /** Position of the last event this projector applied (or found applied). */
+  get position(): Position | undefined {
+    return this.applied;
+  }
+
+  get running(): boolean {
+    return this.loop !== undefined;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    const controller = new AbortController();
+    this.controller = controller;
+    this.loop = this.run(controller.signal);
+  }
+
+  /** Stops after the batch in progress is committed, so the checkpoint is consistent. */
+  async stop(): Promise<void> {
+    this.controller?.abort();
+    await this.loop;
+    this.loop = undefined;
+    for (const w of this.waiters) w.resolve(false);
+    this.waiters = [];
+  }
+
+  /** Resolves true once `position` is applied, false after `timeoutMs`. */
+  waitFor(position: Position, timeoutMs: number): Promise<boolean> {
+    if (this.applied && comparePositions(this.applied, position) >= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        position,
+        resolve: (reached) => {
+          clearTimeout(timer);
+          resolve(reached);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    let backoffMs = 100;
+    while (!signal.aborted) {
+      try {
+        let checkpoint = await this.readModel.checkpoint();
+        this.advance(checkpoint);
+        for await (const batch of this.store.subscribe({
+          after: checkpoint === null ? undefined : decodePosition(checkpoint),
+          signal,
+        })) {
+          await this.readModel.applyBatch(batch, checkpoint);
+          checkpoint = encodePosition(batch[batch.length - 1]!.position);
+          this.advance(checkpoint);
+          this.options.onBatch?.(batch);
+          backoffMs = 100;
+        }
+      } catch (error) {
+        if (signal.aborted) break;
+        if (error instanceof CheckpointConflictError) {
+          this.options.logger.info({ err: error }, 'projector checkpoint moved elsewhere; resuming from the stored one');
+          continue;
+        }
+        this.options.logger.error({ err: error }, 'projector failed; retrying');
+        await sleep(backoffMs, undefined, { signal }).catch(() => undefined);
+        backoffMs = Math.min(backoffMs * 2, 5000);
+      }
+    }
+  }
+
+  private advance(checkpoint: string | null): void {
+    if (checkpoint === null) return;
+    const position = decodePosition(checkpoint);
+    this.applied = position;
+    if (this.waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (comparePositions(position, w.position) >= 0) w.resolve(true);
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+}
+
+/** Read-your-writes without an in-process projector: poll the read model's checkpoint. */
+export async function pollCheckpoint(readModel: ReadModel, position: Position, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const checkpoint = await readModel.checkpoint();
+    if (checkpoint !== null && comparePositions(decodePosition(checkpoint), position) >= 0) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(10);
+  }
+}

@@ -1,0 +1,83 @@
+// Starts the whole service in this process: identity, stores, projector and
+// the HTTP app; and stops it gracefully (stop accepting, finish in-flight
+// requests, flush the pending commit batch, stop the projector at a
+// checkpoint, close the stores).
+import type { FastifyInstance } from 'fastify';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { Config } from './config.ts';
+import { loadCatalog } from './catalog.ts';
+import { createDispatchLookup } from './dispatch/dispatchTargets.ts';
+import { buildApp, REDACTED_PATHS } from './http/app.ts';
+import { ReadYourWrites } from './http/readYourWrites.ts';
+import { createIdentity, type Identity } from './identity/identity.ts';
+import { pollCheckpoint, Projector } from './projections/projector.ts';
+import { closeCore, openCore, type Core } from './runtime.ts';
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly url: string;
+  readonly core: Core;
+  readonly identity: Identity;
+  readonly projector: Projector | undefined;
+  close(): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** Where log lines go (default stdout); tests pass a stream to capture them. */
+  readonly logStream?: DestinationStream;
+}
+
+export function createLogger(config: Config, stream?: DestinationStream): Logger {
+  const options = { level: config.LOG_LEVEL, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  return stream ? pino(options, stream) : pino(options);
+}
+
+export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const catalog = loadCatalog(config.EVENT_TYPES_FILE);
+  const identity = await createIdentity(config);
+  const core = await openCore(config);
+  const logger = createLogger(config, options.logStream);
+  let projector: Projector | undefined;
+  let app: FastifyInstance | undefined;
+  try {
+    const waitFor =
+      config.PROJECTOR === 'inline'
+        ? (projector = new Projector(core.store, core.readModel, { logger: logger.child({ component: 'projector' }) })).waitFor.bind(projector)
+        : pollCheckpoint.bind(null, core.readModel);
+    projector?.start();
+    app = await buildApp({
+      verifier: identity.verifier,
+      store: core.store,
+      readModel: core.readModel,
+      commands: core.commands,
+      lookup: createDispatchLookup(core.readModel, core.secrets),
+      catalog,
+      readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS),
+      allowInsecureUrls: config.ALLOW_INSECURE_URLS,
+      bodyLimit: config.BODY_LIMIT_BYTES,
+      cursorKey: core.cursorKey,
+      logger,
+    });
+    const address = await app.listen({ port: config.PORT, host: config.HOST });
+    const started = app;
+    let closing: Promise<void> | undefined;
+    return {
+      app: started,
+      url: address,
+      core,
+      identity,
+      projector,
+      close: () =>
+        (closing ??= (async () => {
+          await started.close();
+          await projector?.stop();
+          await closeCore(core);
+        })()),
+    };
+  } catch (error) {
+    await app?.close();
+    await projector?.stop();
+    await closeCore(core);
+    throw error;
+  }
+}
