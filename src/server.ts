@@ -25,6 +25,8 @@ export interface RunningServer {
 export interface ServerOptions {
   /** Where log lines go (default stdout); tests pass a stream to capture them. */
   readonly logStream?: DestinationStream;
+  /** The clock for request handling (tests move it to check the 24-hour idempotency window). */
+  readonly now?: () => Date;
 }
 
 export function createLogger(config: Config, stream?: DestinationStream): Logger {
@@ -37,6 +39,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const identity = await createIdentity(config);
   const core = await openCore(config);
   const logger = createLogger(config, options.logStream);
+  const now = options.now ?? (() => new Date());
   let projector: Projector | undefined;
   let app: FastifyInstance | undefined;
   try {
@@ -50,13 +53,14 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       store: core.store,
       readModel: core.readModel,
       commands: core.commands,
-      lookup: createDispatchLookup(core.readModel, core.secrets),
+      lookup: createDispatchLookup(core.readModel, core.secrets, now),
       catalog,
       readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS),
       allowInsecureUrls: config.ALLOW_INSECURE_URLS,
       bodyLimit: config.BODY_LIMIT_BYTES,
       cursorKey: core.cursorKey,
       logger,
+      now,
     });
     const address = await app.listen({ port: config.PORT, host: config.HOST });
     const started = app;
