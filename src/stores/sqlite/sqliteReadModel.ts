@@ -381,6 +381,6 @@ function run<T>(f: () => T): Promise<T> {
   try {
     return Promise.resolve(f());
   } catch (error) {
-    return Promise.reject(error as Error);
+    return Promise.reject(error);
   }
 }
