@@ -49,7 +49,19 @@ const schema = z
     EVENT_TYPES_FILE: z.string().min(1).optional(),
     ALLOW_INSECURE_URLS: bool.default(false),
     EVENTSTORE_URL: url(['esdb:', 'esdb+discover:', 'kurrentdb:', 'kurrentdb+discover:']).optional(),
+    /** Prefix of every EventStoreDB stream name, so several registries can share one server (tests). */
+    EVENTSTORE_NAMESPACE: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{0,64}$/, { message: 'must be at most 64 characters of A-Z, a-z, 0-9, _ and -' })
+      .default(''),
     MONGODB_URL: url(['mongodb:', 'mongodb+srv:']).optional(),
+    /** The read model's database; overrides the one named in MONGODB_URL (default `webhook_registry`). */
+    MONGODB_DATABASE: z
+      .string()
+      .refine(isMongoDatabaseName, {
+        message: 'must be a MongoDB database name: 1 to 63 bytes, none of / \\ . space " $ * < > : | ?',
+      })
+      .optional(),
     PROJECTOR: z.enum(['inline', 'off']).default('inline'),
     BODY_LIMIT_BYTES: positiveInt.default(64 * 1024),
     RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).default(100),
@@ -77,6 +89,11 @@ const schema = z
       });
     }
   });
+
+/** MongoDB's rules for database names (the stricter Windows set, so a name works on every server). */
+function isMongoDatabaseName(name: string): boolean {
+  return Buffer.byteLength(name, 'utf8') <= 63 && /^[^/\\. "$*<>:|?\0]+$/.test(name);
+}
 
 export interface EncryptionKey {
   readonly id: string;

@@ -26,15 +26,21 @@ export interface StoreHooks {
 export const EVENTS_FILE = 'events.sqlite';
 export const READ_MODEL_FILE = 'readmodel.sqlite';
 
-/** Opens the configured engines: EventStoreDB / MongoDB when their URLs are set, else SQLite files in DATA_DIR. */
+/**
+ * Opens the configured engines: EventStoreDB / MongoDB when their URLs are set
+ * (in EVENTSTORE_NAMESPACE / MONGODB_DATABASE when given), else SQLite files in DATA_DIR.
+ */
 export async function openStores(config: Config, hooks: StoreHooks = {}): Promise<Stores> {
   mkdirSync(config.dataDir, { recursive: true });
   let store: EventStore;
   let log: string;
   if (config.EVENTSTORE_URL !== undefined) {
     const { openEsdbEventStore } = await import('./stores/esdb/esdbEventStore.ts');
-    store = await openEsdbEventStore({ connectionString: config.EVENTSTORE_URL });
-    log = 'EventStoreDB';
+    store = await openEsdbEventStore({
+      connectionString: config.EVENTSTORE_URL,
+      ...(config.EVENTSTORE_NAMESPACE !== '' ? { namespace: config.EVENTSTORE_NAMESPACE } : {}),
+    });
+    log = config.EVENTSTORE_NAMESPACE !== '' ? `EventStoreDB (namespace ${config.EVENTSTORE_NAMESPACE})` : 'EventStoreDB';
   } else {
     store = openSqliteEventStore({
       path: path.join(config.dataDir, EVENTS_FILE),
@@ -47,8 +53,12 @@ export async function openStores(config: Config, hooks: StoreHooks = {}): Promis
   try {
     if (config.MONGODB_URL !== undefined) {
       const { openMongoReadModel } = await import('./stores/mongo/mongoReadModel.ts');
-      readModel = await openMongoReadModel({ url: config.MONGODB_URL });
-      rm = 'MongoDB';
+      const mongo = await openMongoReadModel({
+        url: config.MONGODB_URL,
+        ...(config.MONGODB_DATABASE !== undefined ? { database: config.MONGODB_DATABASE } : {}),
+      });
+      readModel = mongo;
+      rm = `MongoDB (database ${mongo.databaseName})`;
     } else {
       readModel = openSqliteReadModel({ path: path.join(config.dataDir, READ_MODEL_FILE) });
       rm = `SQLite (${path.join(config.dataDir, READ_MODEL_FILE)})`;

@@ -6,6 +6,11 @@
 // Positions are EventStoreDB's own {commit, prepare} log positions. Reads of
 // `$all` and subscriptions keep only our streams (prefix `webhook-`) and skip
 // system events. Passes test/contract/eventStore.contract.ts.
+//
+// An optional namespace (EVENTSTORE_NAMESPACE, e.g. `t1f2e3d4-`) lets several
+// registries share one server: it is prepended to every stream name written
+// and read (`t1f2e3d4-webhook-<id>`), stripped from every name returned, and
+// is part of the `$all` prefix filter. Callers only ever see `webhook-<id>`.
 import {
   AccessDeniedError,
   ANY,
@@ -47,22 +52,38 @@ import {
   type SubscribeOptions,
 } from '../eventStore.ts';
 
-export interface EsdbEventStoreOptions {
-  /** e.g. `esdb://eventstore:2113?tls=false` (EVENTSTORE_URL). */
-  readonly connectionString: string;
-  /** How long `open` waits for the server before giving up. Default 10 s. */
-  readonly connectTimeoutMs?: number;
+/** Settings of a connected store. */
+export interface EsdbEngineOptions {
+  /**
+   * Prefix of every stream name on the server (EVENTSTORE_NAMESPACE). Default
+   * none. Namespaces sharing a server must not be prefixes of one another.
+   */
+  readonly namespace?: string;
   /** gRPC deadline for a ping. Default 5 s. */
   readonly pingDeadlineMs?: number;
   /** Called when a subscription dropped and is about to resubscribe (for logs and metrics). */
   readonly onSubscriptionDropped?: (error: unknown, attempt: number, retryInMs: number) => void;
 }
 
+export interface EsdbEventStoreOptions extends EsdbEngineOptions {
+  /** e.g. `esdb://eventstore:2113?tls=false` (EVENTSTORE_URL); `kurrentdb://` is accepted as an alias. */
+  readonly connectionString: string;
+  /** How long `open` waits for the server before giving up. Default 10 s. */
+  readonly connectTimeoutMs?: number;
+}
+
 /** Default page size for readAll when the caller gives no limit. */
 const DEFAULT_READ_ALL_LIMIT = 1000;
-/** Events read from the server per request while scanning `$all` (foreign events are filtered out client-side). */
+/**
+ * Events read from the server per request while scanning `$all` (foreign
+ * events are filtered out client-side). A scan that finds nothing of ours
+ * doubles its chunk up to the maximum, so a long run of foreign events (other
+ * namespaces on a shared server) costs a few requests, not thousands.
+ */
 const SCAN_CHUNK_MIN = 64;
 const SCAN_CHUNK_MAX = 4096;
+/** EVENTSTORE_NAMESPACE's syntax (also checked by src/config.ts). */
+const NAMESPACE = /^[A-Za-z0-9_-]{0,64}$/;
 /** Buffered subscription events before the gRPC stream is paused (backpressure). */
 const SUBSCRIPTION_HIGH_WATER = 4096;
 const RESUBSCRIBE_BASE_MS = 100;
@@ -83,11 +104,25 @@ export class EsdbEventStore implements EventStore {
   private closed = false;
   /** Aborted on close, so running subscriptions end. */
   private readonly closing = new AbortController();
+  private readonly namespace: string;
+  /** Server-side prefix of our streams: namespace + `webhook-`. */
+  private readonly prefix: string;
 
   constructor(
     private readonly client: EventStoreDBClient,
-    private readonly options: EsdbEventStoreOptions,
-  ) {}
+    private readonly options: EsdbEngineOptions = {},
+  ) {
+    this.namespace = options.namespace ?? '';
+    if (!NAMESPACE.test(this.namespace)) {
+      throw new TypeError('the EventStoreDB namespace must be 0 to 64 characters of A-Z, a-z, 0-9, _ and -');
+    }
+    this.prefix = `${this.namespace}${WEBHOOK_STREAM_PREFIX}`;
+  }
+
+  /** The server's name of one of our streams. */
+  private serverName(streamId: string): string {
+    return `${this.namespace}${streamId}`;
+  }
 
   async append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
     this.assertOpen();
@@ -97,7 +132,9 @@ export class EsdbEventStore implements EventStore {
     );
     let result;
     try {
-      result = await this.client.appendToStream(streamId, data, { expectedRevision: toExpectedRevision(expected) });
+      result = await this.client.appendToStream(this.serverName(streamId), data, {
+        expectedRevision: toExpectedRevision(expected),
+      });
     } catch (error) {
       if (error instanceof WrongExpectedVersionError) {
         throw new StreamConflictError(streamId, expected, toActualRevision(error.actualVersion));
@@ -119,7 +156,7 @@ export class EsdbEventStore implements EventStore {
 
   private async readEventPosition(streamId: string, revision: bigint): Promise<Position | undefined> {
     try {
-      for await (const resolved of this.client.readStream(streamId, { fromRevision: revision, maxCount: 1 })) {
+      for await (const resolved of this.client.readStream(this.serverName(streamId), { fromRevision: revision, maxCount: 1 })) {
         return usablePosition(resolved.event?.position);
       }
       return undefined;
@@ -132,12 +169,12 @@ export class EsdbEventStore implements EventStore {
     this.assertOpen();
     const out: RecordedEvent[] = [];
     try {
-      for await (const resolved of this.client.readStream(streamId, {
+      for await (const resolved of this.client.readStream(this.serverName(streamId), {
         direction: FORWARDS,
         fromRevision: START,
         resolveLinkTos: false,
       })) {
-        const recorded = toRecorded(resolved, true);
+        const recorded = this.toRecorded(resolved, true);
         if (recorded) out.push(recorded);
       }
     } catch (error) {
@@ -156,8 +193,9 @@ export class EsdbEventStore implements EventStore {
     // plain read (6.x client), so scan in chunks and filter here.
     let from: ReadPosition = options.after ?? START;
     let exclusiveAfter = options.after;
+    let minChunk = SCAN_CHUNK_MIN;
     for (;;) {
-      const chunk = clamp(limit - out.length + 1, SCAN_CHUNK_MIN, SCAN_CHUNK_MAX);
+      const chunk = clamp(limit - out.length + 1, minChunk, SCAN_CHUNK_MAX);
       const read = this.client.readAll({ direction: FORWARDS, fromPosition: from, maxCount: chunk, resolveLinkTos: false });
       let seen = 0;
       let lastSeen: Position | undefined;
@@ -170,7 +208,7 @@ export class EsdbEventStore implements EventStore {
           if (position === undefined) continue;
           lastSeen = position;
           if (exclusiveAfter !== undefined && comparePositions(position, exclusiveAfter) <= 0) continue;
-          const recorded = toRecorded(resolved, false);
+          const recorded = this.toRecorded(resolved, false);
           if (!recorded) continue;
           out.push(recorded);
           if (out.length >= limit) {
@@ -187,6 +225,7 @@ export class EsdbEventStore implements EventStore {
       if (full || seen < chunk || lastSeen === undefined) return out;
       from = lastSeen;
       exclusiveAfter = lastSeen;
+      minChunk = Math.min(SCAN_CHUNK_MAX, minChunk * 2);
     }
   }
 
@@ -194,8 +233,9 @@ export class EsdbEventStore implements EventStore {
     this.assertOpen();
     let from: ReadPosition = END;
     let exclusiveBefore: Position | undefined;
+    let chunk = SCAN_CHUNK_MIN;
     for (;;) {
-      const read = this.client.readAll({ direction: BACKWARDS, fromPosition: from, maxCount: SCAN_CHUNK_MIN });
+      const read = this.client.readAll({ direction: BACKWARDS, fromPosition: from, maxCount: chunk });
       let seen = 0;
       let lastSeen: Position | undefined;
       let found: Position | undefined;
@@ -207,7 +247,7 @@ export class EsdbEventStore implements EventStore {
           if (position === undefined) continue;
           lastSeen = position;
           if (exclusiveBefore !== undefined && comparePositions(position, exclusiveBefore) >= 0) continue;
-          if (isOurs(resolved.event?.streamId, resolved.event?.type)) {
+          if (this.isOurs(resolved.event?.streamId, resolved.event?.type)) {
             found = position;
             break;
           }
@@ -219,9 +259,10 @@ export class EsdbEventStore implements EventStore {
         if (!exhausted) await read.cancel().catch(() => undefined);
       }
       if (found) return { commit: found.commit, prepare: found.prepare };
-      if (seen < SCAN_CHUNK_MIN || lastSeen === undefined) return undefined;
+      if (seen < chunk || lastSeen === undefined) return undefined;
       from = lastSeen;
       exclusiveBefore = lastSeen;
+      chunk = Math.min(SCAN_CHUNK_MAX, chunk * 2);
     }
   }
 
@@ -236,7 +277,7 @@ export class EsdbEventStore implements EventStore {
       const subscription = this.client.subscribeToAll({
         fromPosition: last ?? START,
         resolveLinkTos: false,
-        filter: streamNameFilter({ prefixes: [WEBHOOK_STREAM_PREFIX] }),
+        filter: streamNameFilter({ prefixes: [this.prefix] }),
       });
       const inbox = new Inbox(subscription, signal);
       try {
@@ -245,7 +286,7 @@ export class EsdbEventStore implements EventStore {
           if (received === null) return;
           const batch: RecordedEvent[] = [];
           for (const resolved of received) {
-            const recorded = toRecorded(resolved, false);
+            const recorded = this.toRecorded(resolved, false);
             if (!recorded) continue;
             if (last !== undefined && comparePositions(recorded.position, last) <= 0) continue;
             batch.push(recorded);
@@ -297,6 +338,43 @@ export class EsdbEventStore implements EventStore {
   private assertOpen(): void {
     if (this.closed) throw new StoreUnavailableError('the EventStoreDB event store is closed');
   }
+
+  /** One of our streams (in this namespace), and not a system event. */
+  private isOurs(streamName: string | undefined, type: string | undefined): boolean {
+    return streamName !== undefined && type !== undefined && streamName.startsWith(this.prefix) && !type.startsWith('$');
+  }
+
+  /**
+   * Our view of a resolved event, with the namespace stripped from its stream
+   * name, or undefined for anything that is not ours (system events, other
+   * streams and namespaces, unresolved links).
+   */
+  private toRecorded(resolved: ResolvedEvent | AllStreamResolvedEvent, fromStreamRead: boolean): RecordedEvent | undefined {
+    const event = resolved.event;
+    if (!event || !this.isOurs(event.streamId, event.type)) return undefined;
+    const streamId = event.streamId.slice(this.namespace.length);
+    const position = usablePosition(event.position);
+    if (position === undefined) {
+      throw new CorruptEventError(
+        fromStreamRead
+          ? `EventStoreDB returned no log position for ${event.streamId}@${event.revision}; EventStoreDB/KurrentDB 22.6 or later is required`
+          : `event ${event.streamId}@${event.revision} has no log position`,
+      );
+    }
+    if (!event.isJson) throw new CorruptEventError(`event ${event.streamId}@${event.revision} is not JSON`);
+    const metadata = event.metadata;
+    if (typeof metadata !== 'object' || metadata === null || metadata instanceof Uint8Array || Array.isArray(metadata)) {
+      throw new CorruptEventError(`event ${event.streamId}@${event.revision} has no JSON metadata`);
+    }
+    return {
+      streamId,
+      revision: Number(event.revision),
+      position: { commit: position.commit, prepare: position.prepare },
+      type: event.type,
+      data: event.data,
+      metadata: metadata as unknown as EventMetadata,
+    };
+  }
 }
 
 /**
@@ -304,6 +382,9 @@ export class EsdbEventStore implements EventStore {
  * clear StoreUnavailableError instead of at the first request.
  */
 export async function openEsdbEventStore(options: EsdbEventStoreOptions): Promise<EsdbEventStore> {
+  if (options.namespace !== undefined && !NAMESPACE.test(options.namespace)) {
+    throw new TypeError('EVENTSTORE_NAMESPACE must be 0 to 64 characters of A-Z, a-z, 0-9, _ and -');
+  }
   let client: EventStoreDBClient;
   try {
     client = EventStoreDBClient.connectionString(normalizeScheme(options.connectionString));
@@ -346,48 +427,9 @@ function asJson(value: unknown, what: string): JSONType {
   throw new TypeError(`event ${what} must be a JSON object, array or string`);
 }
 
-function isOurs(streamId: string | undefined, type: string | undefined): boolean {
-  return (
-    streamId !== undefined &&
-    type !== undefined &&
-    streamId.startsWith(WEBHOOK_STREAM_PREFIX) &&
-    !type.startsWith('$')
-  );
-}
-
 function usablePosition(position: Position | undefined): Position | undefined {
   if (position === undefined || position.commit === NO_POSITION || position.commit < 0n) return undefined;
   return position;
-}
-
-/**
- * Our view of a resolved event, or undefined for anything that is not ours
- * (system events, other streams, unresolved links).
- */
-function toRecorded(resolved: ResolvedEvent | AllStreamResolvedEvent, fromStreamRead: boolean): RecordedEvent | undefined {
-  const event = resolved.event;
-  if (!event || !isOurs(event.streamId, event.type)) return undefined;
-  const position = usablePosition(event.position);
-  if (position === undefined) {
-    throw new CorruptEventError(
-      fromStreamRead
-        ? `EventStoreDB returned no log position for ${event.streamId}@${event.revision}; EventStoreDB/KurrentDB 22.6 or later is required`
-        : `event ${event.streamId}@${event.revision} has no log position`,
-    );
-  }
-  if (!event.isJson) throw new CorruptEventError(`event ${event.streamId}@${event.revision} is not JSON`);
-  const metadata = event.metadata;
-  if (typeof metadata !== 'object' || metadata === null || metadata instanceof Uint8Array || Array.isArray(metadata)) {
-    throw new CorruptEventError(`event ${event.streamId}@${event.revision} has no JSON metadata`);
-  }
-  return {
-    streamId: event.streamId,
-    revision: Number(event.revision),
-    position: { commit: position.commit, prepare: position.prepare },
-    type: event.type,
-    data: event.data,
-    metadata: metadata as unknown as EventMetadata,
-  };
 }
 
 // ---- errors --------------------------------------------------------------------------
