@@ -2,9 +2,15 @@
 // verified in onRequest (before the body is read), then the route's required
 // scope and organization binding are checked. Routes declare what they need in
 // their `config`.
+//
+// Tenancy rule: a token without an organization claim is admitted only through
+// the cross-organization scopes (webhooks:dispatch, webhooks:audit). A route
+// that lets it in with any other scope (e.g. webhooks:read) still refuses it,
+// so a route that forgets `organization: true` does not open tenant data to
+// organization-less tokens.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ForbiddenError, UnauthorizedError } from '../errors.ts';
-import type { Principal, Scope } from '../identity/principal.ts';
+import { ForbiddenError, ServiceUnavailableError, UnauthorizedError } from '../errors.ts';
+import { IdentityProviderUnavailableError, SCOPES, type Principal, type Scope } from '../identity/principal.ts';
 import type { TokenVerifier } from '../identity/tokenVerifier.ts';
 
 declare module 'fastify' {
@@ -19,7 +25,13 @@ declare module 'fastify' {
   }
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/;
+/** RFC 6750 b64token; the scheme name is case-insensitive (RFC 9110 §11.1). */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/** Scopes that act across organizations: the only way in for a token without an organization. */
+const CROSS_ORGANIZATION_SCOPES: ReadonlySet<Scope> = new Set([SCOPES.dispatch, SCOPES.audit]);
+
+const BEARER_REALM = 'Bearer realm="webhooks"';
 
 export function registerAuth(app: FastifyInstance, verifier: TokenVerifier, afterAuth?: (request: FastifyRequest) => void): void {
   app.decorateRequest('principal', null);
@@ -30,19 +42,32 @@ export function registerAuth(app: FastifyInstance, verifier: TokenVerifier, afte
     const match = BEARER.exec(request.headers.authorization ?? '');
     if (!match?.[1]) {
       throw new UnauthorizedError('A Bearer access token is required.', {
-        headers: { 'www-authenticate': 'Bearer realm="webhooks", error="invalid_token", error_description="missing bearer token"' },
+        headers: { 'www-authenticate': `${BEARER_REALM}, error="invalid_token", error_description="missing bearer token"` },
       });
     }
-    const principal = await verifier.verify(match[1]);
+    let principal: Principal;
+    try {
+      principal = await verifier.verify(match[1]);
+    } catch (error) {
+      if (error instanceof IdentityProviderUnavailableError) {
+        // An outage, never a 401: the token may be fine. The cause (never the token) goes to the log.
+        request.log.warn({ err: error.cause ?? error }, error.message);
+        throw new ServiceUnavailableError('The identity provider cannot be reached to verify the token; retry shortly.', {
+          headers: { 'retry-after': String(error.retryAfterSeconds) },
+        });
+      }
+      throw error;
+    }
     request.principal = principal;
-    if (!scopes.some((s) => principal.scopes.has(s))) {
+    const granted = scopes.filter((s) => principal.scopes.has(s));
+    if (granted.length === 0) {
       const needed = scopes.join(' ');
       throw new ForbiddenError(`This operation needs the scope ${scopes.map((s) => `"${s}"`).join(' or ')}.`, {
-        headers: { 'www-authenticate': `Bearer realm="webhooks", error="insufficient_scope", scope="${needed}"` },
+        headers: { 'www-authenticate': `${BEARER_REALM}, error="insufficient_scope", scope="${needed}"` },
       });
     }
-    if (config.organization === true && principal.organizationId === null) {
-      throw new ForbiddenError('This operation needs a token issued to an integration organization.');
+    if (principal.organizationId === null && (config.organization === true || !granted.some((s) => CROSS_ORGANIZATION_SCOPES.has(s)))) {
+      throw new ForbiddenError('This operation needs a token issued to an integration organization (the token has no organization claim).');
     }
     afterAuth?.(request);
   });

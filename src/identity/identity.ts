@@ -1,8 +1,8 @@
 // Builds the token verifier from configuration: a remote JWKS (Keycloak) when
 // an issuer is configured, else the local development issuer.
-import { createRemoteJWKSet } from 'jose';
 import type { Config } from '../config.ts';
 import { loadDevIssuer } from './devIssuer.ts';
+import { createRemoteKeys } from './remoteKeys.ts';
 import { TokenVerifier } from './tokenVerifier.ts';
 
 export interface Identity {
@@ -26,12 +26,25 @@ export async function createIdentity(config: Config, hooks: { onCacheHit?: () =>
     ...(hooks.onCacheHit ? { onCacheHit: hooks.onCacheHit } : {}),
   };
   if (config.OIDC_ISSUER !== undefined) {
-    // Created once per process: jose caches keys, refetches on an unknown kid
-    // (at most once per cooldown) and treats keys older than cacheMaxAge as stale.
-    const keys = createRemoteJWKSet(new URL(config.OIDC_JWKS_URL ?? defaultJwksUrl(config.OIDC_ISSUER)), {
-      timeoutDuration: config.JWKS_TIMEOUT_MS,
-      cooldownDuration: config.JWKS_COOLDOWN_MS,
-      cacheMaxAge: config.JWKS_CACHE_MAX_AGE_MS,
+    // Created once per process (startServer calls this once), so every request
+    // shares one key cache and one in-flight fetch. The timing is deliberate:
+    // - JWKS_TIMEOUT_MS (2 s): a JWKS answer normally takes milliseconds; a
+    //   request waiting on a hung provider is answered 503 after this long.
+    // - JWKS_COOLDOWN_MS (30 s): at most one refetch per this period for tokens
+    //   whose kid is not cached, so forged kids cannot hammer Keycloak. The price:
+    //   a key first used less than this after the last fetch is refused (401)
+    //   until the period ends; publishing new keys passive first avoids it
+    //   (docs/keycloak.md, Key rotation). Also caps the fail-fast back-off
+    //   after a failed fetch (at most 5 s).
+    // - JWKS_CACHE_MAX_AGE_MS (10 min): keys are refetched when older; a key
+    //   Keycloak removed is trusted at most this long, and an outage is
+    //   survived for what is left of it since the last successful fetch.
+    const keys = createRemoteKeys({
+      url: new URL(config.OIDC_JWKS_URL ?? defaultJwksUrl(config.OIDC_ISSUER)),
+      timeoutMs: config.JWKS_TIMEOUT_MS,
+      cooldownMs: config.JWKS_COOLDOWN_MS,
+      cacheMaxAgeMs: config.JWKS_CACHE_MAX_AGE_MS,
+      algorithms: config.OIDC_ALGORITHMS,
     });
     return {
       verifier: new TokenVerifier({ ...common, issuer: config.OIDC_ISSUER, keys }),

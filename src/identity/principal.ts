@@ -27,7 +27,18 @@ export class InvalidTokenError extends Error {
   override readonly name = 'InvalidTokenError';
 }
 
-/** The identity provider's keys could not be fetched: 503, never 401. */
+/**
+ * No usable signing key is at hand because the identity provider cannot be
+ * reached or answers something that is not a usable key set: 503 with
+ * `Retry-After`, never 401 (the token may well be valid).
+ */
 export class IdentityProviderUnavailableError extends Error {
   override readonly name = 'IdentityProviderUnavailableError';
+  /** Seconds after which a retry can succeed (the value of `Retry-After`). */
+  readonly retryAfterSeconds: number;
+
+  constructor(message: string, options: { cause?: unknown; retryAfterSeconds?: number } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5));
+  }
 }
