@@ -91,8 +91,19 @@ export interface RotationResult {
 }
 
 const MAX_ATTEMPTS = 5;
+/** Key claims kept in memory; each is needed only until the projector indexes its key (milliseconds). */
+const MAX_KEY_CLAIMS = 10_000;
 
 export class WebhookCommands {
+  /**
+   * Idempotency keys this process has written, or is writing, that the
+   * projector's key index may not show yet: key hash → webhook id. Without it
+   * a key reused on another webhook right after (or at the same moment as)
+   * its first use would slip past the index and be used twice. Only ever
+   * rejects; answers (replays) still come from the log.
+   */
+  private readonly keyClaims = new Map<string, string>();
+
   constructor(
     private readonly store: EventStore,
     private readonly readModel: ReadModel,
@@ -124,6 +135,7 @@ export class WebhookCommands {
       metadata: { now: ctx.now },
     };
     const events = decide(command, { kind: 'absent' });
+    const release = this.claimKey(keyHash, webhookId);
     try {
       const appended = await this.store.append(
         stream,
@@ -133,7 +145,10 @@ export class WebhookCommands {
       const registered = events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
       return { result: registrationBody(registered, secret), replayed: false, position: appended.position };
     } catch (error) {
-      if (!(error instanceof StreamConflictError)) throw error;
+      if (!(error instanceof StreamConflictError)) {
+        release();
+        throw error;
+      }
       // Someone registered with this key at the same moment: answer from their event.
       return this.replayRegistration(ctx, await this.store.readStream(stream));
     }
@@ -182,7 +197,7 @@ export class WebhookCommands {
   async rotateSecret(
     ctx: WriteContext,
     webhookId: string,
-    input: { secret?: string | undefined; gracePeriodSeconds: number },
+    input: { secret?: string | undefined; gracePeriodSeconds: number; authorizedPartnerIds?: readonly string[] },
   ): Promise<WriteOutcome<RotationResult>> {
     return this.write(ctx, webhookId, undefined, {
       command: (webhook) => ({
@@ -193,6 +208,7 @@ export class WebhookCommands {
             organizationId: webhook.organizationId,
           }),
           gracePeriodSeconds: input.gracePeriodSeconds,
+          ...(input.authorizedPartnerIds !== undefined ? { authorizedPartnerIds: input.authorizedPartnerIds } : {}),
         },
         metadata: { now: ctx.now },
       }),
@@ -259,50 +275,79 @@ export class WebhookCommands {
   ): Promise<WriteOutcome<T>> {
     const keyHash = idempotencyKeyHash(ctx.organizationId, ctx.idempotencyKey);
     const stream = webhookStreamName(webhookId);
-    for (let attempt = 0; ; attempt++) {
-      const recorded = await this.store.readStream(stream);
-      const state = fold(recorded);
-      if (state.kind === 'absent' || state.webhook.organizationId !== ctx.organizationId) {
-        throw new NotFoundError('webhook not found');
+    // Releases this write's claim on the key if it ends without appending.
+    let release: (() => void) | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const recorded = await this.store.readStream(stream);
+        const state = fold(recorded);
+        if (state.kind === 'absent' || state.webhook.organizationId !== ctx.organizationId) {
+          throw new NotFoundError('webhook not found');
+        }
+        // The key hash includes the organization, so only this organization's writes can match.
+        const usedAt = findLastIndex(recorded, (e) => e.metadata.idempotencyKeyHash === keyHash);
+        if (usedAt >= 0) {
+          checkReplay(recorded[usedAt]!, ctx);
+          return { result: handler.result(recorded, usedAt), replayed: true, position: undefined };
+        }
+        await this.checkKeyUnusedElsewhere(ctx, keyHash, webhookId);
+        if (state.kind === 'deleted') throw new NotFoundError('webhook not found');
+        const last = recorded[recorded.length - 1]!;
+        if (ifMatch !== undefined && ifMatch !== last.revision) {
+          throw new PreconditionFailedError('If-Match does not match the current ETag of the webhook');
+        }
+        const events = decide(handler.command(state.webhook), state);
+        if (events.length === 0) {
+          return { result: handler.result(recorded, recorded.length - 1), replayed: false, position: undefined };
+        }
+        const newEvents = chain(events, { ...ctx, keyHash, fingerprint: ctx.fingerprint }, last.metadata.hash);
+        release ??= this.claimKey(keyHash, webhookId);
+        try {
+          const appended = await this.store.append(stream, newEvents, last.revision);
+          const after: RecordedEvent[] = [
+            ...recorded,
+            ...newEvents.map((e, i) => ({
+              ...e,
+              streamId: stream,
+              revision: last.revision + 1 + i,
+              position: appended.position,
+            })),
+          ];
+          return { result: handler.result(after, after.length - 1), replayed: false, position: appended.position };
+        } catch (error) {
+          if (!(error instanceof StreamConflictError) || attempt + 1 >= MAX_ATTEMPTS) throw error;
+          // Another write landed first; reload and decide again (it may be our own key's twin).
+        }
       }
-      // The key hash includes the organization, so only this organization's writes can match.
-      const usedAt = findLastIndex(recorded, (e) => e.metadata.idempotencyKeyHash === keyHash);
-      if (usedAt >= 0) {
-        checkReplay(recorded[usedAt]!, ctx);
-        return { result: handler.result(recorded, usedAt), replayed: true, position: undefined };
-      }
-      await this.checkKeyUnusedElsewhere(ctx, keyHash, webhookId);
-      if (state.kind === 'deleted') throw new NotFoundError('webhook not found');
-      const last = recorded[recorded.length - 1]!;
-      if (ifMatch !== undefined && ifMatch !== last.revision) {
-        throw new PreconditionFailedError('If-Match does not match the current ETag of the webhook');
-      }
-      const events = decide(handler.command(state.webhook), state);
-      if (events.length === 0) {
-        return { result: handler.result(recorded, recorded.length - 1), replayed: false, position: undefined };
-      }
-      const newEvents = chain(events, { ...ctx, keyHash, fingerprint: ctx.fingerprint }, last.metadata.hash);
-      try {
-        const appended = await this.store.append(stream, newEvents, last.revision);
-        const after: RecordedEvent[] = [
-          ...recorded,
-          ...newEvents.map((e, i) => ({
-            ...e,
-            streamId: stream,
-            revision: last.revision + 1 + i,
-            position: appended.position,
-          })),
-        ];
-        return { result: handler.result(after, after.length - 1), replayed: false, position: appended.position };
-      } catch (error) {
-        if (!(error instanceof StreamConflictError) || attempt + 1 >= MAX_ATTEMPTS) throw error;
-        // Another write landed first; reload and decide again (it may be our own key's twin).
-      }
+    } catch (error) {
+      release?.();
+      throw error;
     }
+  }
+
+  /**
+   * Claims the key for this webhook in this process, or throws 422 when a
+   * write to another webhook holds it. Synchronous, so check and claim are
+   * one step. Returns a release for a write that did not happen.
+   */
+  private claimKey(keyHash: string, webhookId: string): () => void {
+    const holder = this.keyClaims.get(keyHash);
+    if (holder !== undefined && holder !== webhookId) throw keyReused();
+    if (holder !== undefined) return () => undefined;
+    this.keyClaims.set(keyHash, webhookId);
+    if (this.keyClaims.size > MAX_KEY_CLAIMS) {
+      const oldest = this.keyClaims.keys().next();
+      if (oldest.done !== true) this.keyClaims.delete(oldest.value);
+    }
+    return () => {
+      if (this.keyClaims.get(keyHash) === webhookId) this.keyClaims.delete(keyHash);
+    };
   }
 
   /** A key belongs to one request in the organization: not a registration, not another webhook's write. */
   private async checkKeyUnusedElsewhere(ctx: WriteContext, keyHash: string, webhookId: string): Promise<void> {
+    const claimed = this.keyClaims.get(keyHash);
+    if (claimed !== undefined && claimed !== webhookId) throw keyReused();
     const indexed = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
     if (indexed !== null && indexed.webhookId !== webhookId) throw keyReused();
     // The key index trails the log slightly; a registration under this key is found directly.

@@ -18,6 +18,12 @@ const METADATA_HOSTS = new Set([
 // ipaddr.js range names that are publicly routable; everything else is refused.
 const PUBLIC_RANGES = new Set(['unicast']);
 
+// IANA allocates global unicast IPv6 only from 2000::/3. ipaddr.js calls the rest
+// of the space "unicast" too, including the IETF-reserved ::/8 with its deprecated
+// IPv4-compatible form ::a.b.c.d (e.g. ::127.0.0.1), so IPv6 literals must also
+// fall inside 2000::/3.
+const GLOBAL_UNICAST_V6 = ipaddr.IPv6.parseCIDR('2000::/3');
+
 export interface UrlPolicyOptions {
   /** Development only: lets http://localhost and private addresses through. */
   readonly allowInsecure: boolean;
@@ -59,6 +65,9 @@ function checkIp(literal: string): string | undefined {
   }
   const range = address.range();
   if (!PUBLIC_RANGES.has(range)) return `must not point at a ${describeRange(range)} address`;
+  if (address.kind() === 'ipv6' && !(address as ipaddr.IPv6).match(GLOBAL_UNICAST_V6)) {
+    return `must not point at a ${describeRange('reserved')} address`;
+  }
   return undefined;
 }
 

@@ -227,7 +227,12 @@ export interface DisableWebhook {
 
 export interface RotateWebhookSecret {
   readonly type: 'RotateWebhookSecret';
-  readonly data: { readonly secret: EncryptedSecret; readonly gracePeriodSeconds: number };
+  readonly data: {
+    readonly secret: EncryptedSecret;
+    readonly gracePeriodSeconds: number;
+    /** The partners the organization is authorized for at this write (refreshes a null filter's set). */
+    readonly authorizedPartnerIds?: readonly string[];
+  };
   readonly metadata: { readonly now: Date };
 }
 
@@ -267,7 +272,13 @@ export function decide(command: WebhookCommand, state: WebhookState): WebhookEve
     case 'RotateWebhookSecret': {
       const webhook = requireLive(state);
       const expiresAt = new Date(command.metadata.now.getTime() + command.data.gracePeriodSeconds * 1000);
+      const authorized = command.data.authorizedPartnerIds;
+      const refresh: WebhookEvent[] =
+        authorized !== undefined && webhook.partnerIds === null && !sameList(authorized, webhook.authorizedPartnerIds)
+          ? [{ type: 'WebhookUpdated', data: { webhookId: webhook.id, changes: {}, authorizedPartnerIds: authorized, at } }]
+          : [];
       return [
+        ...refresh,
         {
           type: 'WebhookSecretRotated',
           data: {
@@ -307,8 +318,15 @@ function decideUpdate(command: UpdateWebhook, webhook: Webhook, at: string): Web
     const refreshAll = changes.partnerIds === null && !sameList(authorizedPartnerIds, webhook.authorizedPartnerIds);
     if (filterChanged || refreshAll) changed.partnerIds = changes.partnerIds;
   }
+  // With no partner filter the webhook delivers for the partners the organization
+  // was authorized for at its last write; a write that changes only the status
+  // must still record a moved authorized set, or revoked partners keep receiving.
+  const authorizationMoved =
+    webhook.partnerIds === null &&
+    changed.partnerIds === undefined &&
+    !sameList(authorizedPartnerIds, webhook.authorizedPartnerIds);
   const out: WebhookEvent[] = [];
-  if (Object.keys(changed).length > 0) {
+  if (Object.keys(changed).length > 0 || authorizationMoved) {
     out.push({
       type: 'WebhookUpdated',
       data: { webhookId: webhook.id, changes: changed, authorizedPartnerIds, at },

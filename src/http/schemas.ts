@@ -34,6 +34,7 @@ export function createSchemas(options: SchemaOptions) {
     .string({ message: 'must be a string' })
     .max(MAX_URL_LENGTH, { message: `must be at most ${MAX_URL_LENGTH} characters` })
     .superRefine((value, ctx) => {
+      if (value.length > MAX_URL_LENGTH) return; // already reported by max(), once
       const problem = checkWebhookUrl(value, { allowInsecure: options.allowInsecureUrls });
       if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
     })

@@ -21,7 +21,7 @@ describe('registering a webhook with a token from the OAuth server', () => {
     });
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({ ...VALID_REGISTRATION, status: 'ACTIVE' });
-    expect(first.body.secret).toMatch(/^whsec_/);
+    expect((first.body as { secret: string }).secret).toMatch(/^whsec_/);
     const again = await registry.request('POST', '/v1/webhooks', {
       token,
       body: VALID_REGISTRATION,

@@ -6,7 +6,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { foldWebhook, type Webhook } from '../../domain/webhook.ts';
-import { IdempotencyKeyInvalidError, NotFoundError, PartnersNotAuthorizedError, PreconditionFailedError } from '../../errors.ts';
+import {
+  IdempotencyKeyInvalidError,
+  NotFoundError,
+  PartnersNotAuthorizedError,
+  PreconditionFailedError,
+  UnsupportedMediaTypeError,
+} from '../../errors.ts';
 import { SCOPES } from '../../identity/principal.ts';
 import { parseIdempotencyKey, requestFingerprint } from '../../commands/idempotency.ts';
 import { toDomainEvent, type WebhookCommands, type WriteContext } from '../../commands/webhookCommands.ts';
@@ -63,12 +69,29 @@ export function etagOf(revision: number): string {
   return `"${revision}"`;
 }
 
-/** Parses `If-Match: "<revision>"`; anything else cannot match a current ETag. */
+/**
+ * Parses `If-Match: "<revision>"`; `*` matches any current webhook (RFC 9110
+ * §13.1.1; a missing one is a 404 anyway); anything else cannot match.
+ */
 function parseIfMatch(header: string | undefined): number | undefined {
-  if (header === undefined) return undefined;
+  if (header === undefined || header.trim() === '*') return undefined;
   const match = /^"(\d{1,15})"$/.exec(header.trim());
   if (!match?.[1]) throw new PreconditionFailedError('If-Match does not match the current ETag of the webhook');
   return Number(match[1]);
+}
+
+const JSON_MEDIA_TYPES = new Set(['application/json', 'application/merge-patch+json']);
+
+/**
+ * Bodies are JSON only. fastify also parses text/plain by default, which would let a
+ * string body reach validation as a 400; a wrong media type is a 415.
+ */
+function requireJsonBody(request: FastifyRequest): Promise<void> {
+  const type = request.headers['content-type'];
+  if (type !== undefined && !JSON_MEDIA_TYPES.has(type.split(';')[0]!.trim().toLowerCase())) {
+    return Promise.reject(new UnsupportedMediaTypeError('Send the body as application/json.'));
+  }
+  return Promise.resolve();
 }
 
 function requireKey(request: FastifyRequest): string {
@@ -119,6 +142,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   };
 
   r.post('/v1/webhooks', {
+    preValidation: requireJsonBody,
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Register a webhook endpoint.',
@@ -198,6 +222,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   });
 
   r.patch('/v1/webhooks/:id', {
+    preValidation: requireJsonBody,
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Change a webhook: url, events, partnerIds (null = all authorized partners), status ACTIVE/PAUSED.',
@@ -242,6 +267,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   });
 
   r.post('/v1/webhooks/:id/secret/rotate', {
+    preValidation: requireJsonBody,
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Rotate the signing secret; the previous one stays valid for the grace period (default 24 h, at most 7 days).',
@@ -257,6 +283,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       const outcome = await commands.rotateSecret(ctx, request.params.id, {
         secret: body.secret,
         gracePeriodSeconds: body.gracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS,
+        authorizedPartnerIds: principalOf(request).partnerIds,
       });
       if (outcome.position) deps.readYourWrites.noteWrite(ctx.organizationId, outcome.position);
       replayed(reply, outcome.replayed);

@@ -1,12 +1,20 @@
 // The embedded read model: a SQLite file beside the log. Rows hold each
-// webhook's view as JSON plus the columns that listing and the dispatch lookup
-// filter on; patterns and effective partners are exploded into their own
-// tables so a dispatch lookup is two index probes, not a scan.
+// webhook's view as JSON plus the columns that listing filters on; patterns
+// are exploded into their own table (for listing by event), and every
+// (partner, pattern) an ACTIVE webhook must receive is a row of the dispatch
+// index, so a dispatch lookup is one index range per matching pattern — its
+// cost follows the number of targets, not the number of webhooks.
 // It is rebuildable from the log at any time, so it runs with synchronous=NORMAL.
+//
+// A rebuild fills a private temporary database first (no WAL, no fsync, pages
+// kept in memory as far as they fit), then copies each table into the `_next`
+// set of the file in primary-key order — sequential page writes instead of
+// random ones into a growing file — builds the secondary indexes by sorting,
+// and switches the sets in one transaction.
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { patternsMatching } from '../../domain/eventTypes.ts';
-import { encodePosition, type RecordedEvent } from '../eventStore.ts';
+import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, type WebhookView } from '../../projections/webhookView.ts';
 import {
   CheckpointConflictError,
@@ -21,37 +29,69 @@ export interface SqliteReadModelOptions {
   readonly path: string;
 }
 
-const LIVE = '';
-const NEXT = '_next';
-const TABLES = ['webhooks', 'webhook_patterns', 'webhook_partners', 'idempotency_keys', 'checkpoint'] as const;
+/** Where a table set lives: a database of the connection and a name suffix. */
+interface TableSet {
+  readonly schema: string;
+  readonly suffix: string;
+}
 
-function createSchema(db: Database.Database, suffix: string): void {
-  // Index names carry a generation so a rebuilt table set can be renamed into
-  // place without colliding with the indexes of the set it replaces.
-  const gen = randomBytes(4).toString('hex');
+const STAGE_SCHEMA = 'rebuild_stage';
+const LIVE: TableSet = { schema: 'main', suffix: '' };
+const NEXT: TableSet = { schema: 'main', suffix: '_next' };
+const STAGE: TableSet = { schema: STAGE_SCHEMA, suffix: '' };
+const TABLES = ['webhooks', 'webhook_patterns', 'webhook_dispatch', 'idempotency_keys', 'checkpoint'] as const;
+type TableName = (typeof TABLES)[number];
+/** Tables of earlier versions of this schema, dropped wherever a table set is replaced. */
+const LEGACY_TABLES = ['webhook_partners'] as const;
+/** Primary-key columns, the order a rebuild copies each table in. */
+const PRIMARY_KEYS: Record<TableName, readonly string[]> = {
+  webhooks: ['id'],
+  webhook_patterns: ['pattern', 'webhook_id'],
+  webhook_dispatch: ['partner_id', 'pattern', 'webhook_id'],
+  idempotency_keys: ['organization_id', 'key_hash'],
+  checkpoint: ['id'],
+};
+/** Rows per transaction when a rebuild copies its tables into the file (keeps write locks short). */
+const COPY_CHUNK = 50_000;
+/** Page cache of a rebuild's staging database, KiB: a 100 000-event log is staged without touching the disk. */
+const STAGE_CACHE_KIB = 256 * 1024;
+
+function tableName(set: TableSet, name: string): string {
+  return `${set.schema}.${name}${set.suffix}`;
+}
+
+/**
+ * A new, empty table set: `live` with every index and the checkpoint row;
+ * `stage` (what a rebuild applies events to) without the listing index, which
+ * only readers of the live set use; `copy` bare, for a rebuild to copy its
+ * staged rows into before indexing them.
+ */
+function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 'stage' | 'copy' = 'live'): void {
+  const t = (name: TableName): string => tableName(set, name);
   db.exec(`
-    CREATE TABLE webhooks${suffix} (
-      id              TEXT PRIMARY KEY,
+    -- A rowid table: the JSON view is ~1 KB, and a WITHOUT ROWID b-tree keyed
+    -- by random UUIDs moves whole rows on every page split (3× the cost per write).
+    CREATE TABLE ${t('webhooks')} (
+      id              TEXT NOT NULL UNIQUE,
       organization_id TEXT NOT NULL,
       created_at      TEXT NOT NULL,
       status          TEXT NOT NULL,
       deleted         INTEGER NOT NULL,
       revision        INTEGER NOT NULL,
       doc             TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX webhooks_by_org_${gen} ON webhooks${suffix} (organization_id, created_at, id) WHERE deleted = 0;
-    CREATE TABLE webhook_patterns${suffix} (
+    );
+    CREATE TABLE ${t('webhook_patterns')} (
       pattern    TEXT NOT NULL,
       webhook_id TEXT NOT NULL,
       PRIMARY KEY (pattern, webhook_id)
     ) WITHOUT ROWID;
-    CREATE INDEX webhook_patterns_by_webhook_${gen} ON webhook_patterns${suffix} (webhook_id);
-    CREATE TABLE webhook_partners${suffix} (
-      webhook_id TEXT NOT NULL,
+    CREATE TABLE ${t('webhook_dispatch')} (
       partner_id TEXT NOT NULL,
-      PRIMARY KEY (webhook_id, partner_id)
+      pattern    TEXT NOT NULL,
+      webhook_id TEXT NOT NULL,
+      PRIMARY KEY (partner_id, pattern, webhook_id)
     ) WITHOUT ROWID;
-    CREATE TABLE idempotency_keys${suffix} (
+    CREATE TABLE ${t('idempotency_keys')} (
       organization_id TEXT NOT NULL,
       key_hash        TEXT NOT NULL,
       webhook_id      TEXT NOT NULL,
@@ -59,11 +99,46 @@ function createSchema(db: Database.Database, suffix: string): void {
       first_used_at   TEXT NOT NULL,
       PRIMARY KEY (organization_id, key_hash)
     ) WITHOUT ROWID;
-    CREATE TABLE checkpoint${suffix} (
+    CREATE TABLE ${t('checkpoint')} (
       id       INTEGER PRIMARY KEY CHECK (id = 1),
       position TEXT
     );
-    INSERT INTO checkpoint${suffix} (id, position) VALUES (1, NULL);
+  `);
+  if (purpose === 'copy') return;
+  db.exec(`INSERT INTO ${t('checkpoint')} (id, position) VALUES (1, NULL)`);
+  createIndexes(db, set, purpose === 'live');
+}
+
+function createIndexes(db: Database.Database, set: TableSet, withListing = true): void {
+  // Index names carry a generation so a rebuilt table set can be renamed into
+  // place without colliding with the indexes of the set it replaces.
+  const gen = randomBytes(4).toString('hex');
+  db.exec(`CREATE INDEX ${set.schema}.webhook_patterns_by_webhook_${gen} ON webhook_patterns${set.suffix} (webhook_id)`);
+  if (withListing) {
+    db.exec(
+      `CREATE INDEX ${set.schema}.webhooks_by_org_${gen} ON webhooks${set.suffix} (organization_id, created_at, id) WHERE deleted = 0`,
+    );
+  }
+}
+
+function dropTables(db: Database.Database, set: TableSet): void {
+  for (const t of [...TABLES, ...LEGACY_TABLES]) db.exec(`DROP TABLE IF EXISTS ${tableName(set, t)}`);
+}
+
+/** Read models written before the dispatch index existed: derive it from the stored views. */
+function migrateToDispatchIndex(db: Database.Database): void {
+  db.exec(`
+    CREATE TABLE main.webhook_dispatch (
+      partner_id TEXT NOT NULL,
+      pattern    TEXT NOT NULL,
+      webhook_id TEXT NOT NULL,
+      PRIMARY KEY (partner_id, pattern, webhook_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO main.webhook_dispatch (partner_id, pattern, webhook_id)
+      SELECT p.value, e.value, w.id
+      FROM main.webhooks w, json_each(w.doc, '$.effectivePartnerIds') p, json_each(w.doc, '$.events') e
+      WHERE w.deleted = 0 AND w.status = 'ACTIVE';
+    DROP TABLE IF EXISTS main.webhook_partners;
   `);
 }
 
@@ -86,9 +161,9 @@ class ViewTables {
 
   constructor(
     private readonly db: Database.Database,
-    suffix: string,
+    set: TableSet,
   ) {
-    const t = (name: (typeof TABLES)[number]): string => `${name}${suffix}`;
+    const t = (name: TableName): string => tableName(set, name);
     this.s = {
       get: db.prepare<[string], { doc: string }>(`SELECT doc FROM ${t('webhooks')} WHERE id = ?`),
       upsert: db.prepare<[string, string, string, string, number, number, string]>(
@@ -97,13 +172,20 @@ class ViewTables {
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, deleted = excluded.deleted,
            revision = excluded.revision, doc = excluded.doc`,
       ),
+      insertNew: db.prepare<[string, string, string, string, number, number, string]>(
+        `INSERT INTO ${t('webhooks')} (id, organization_id, created_at, status, deleted, revision, doc)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+      ),
       deletePatterns: db.prepare<[string]>(`DELETE FROM ${t('webhook_patterns')} WHERE webhook_id = ?`),
       insertPattern: db.prepare<[string, string]>(
         `INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, webhook_id) VALUES (?, ?)`,
       ),
-      deletePartners: db.prepare<[string]>(`DELETE FROM ${t('webhook_partners')} WHERE webhook_id = ?`),
-      insertPartner: db.prepare<[string, string]>(
-        `INSERT OR IGNORE INTO ${t('webhook_partners')} (webhook_id, partner_id) VALUES (?, ?)`,
+      deleteDispatch: db.prepare<[string, string, string]>(
+        `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND webhook_id = ?`,
+      ),
+      insertDispatch: db.prepare<[string, string, string]>(
+        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, webhook_id) VALUES (?, ?, ?)`,
       ),
       insertKey: db.prepare<[string, string, string, string, string]>(
         `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
@@ -122,7 +204,7 @@ class ViewTables {
            ORDER BY w.created_at, w.id LIMIT ?`,
         ),
       patternTable: t('webhook_patterns'),
-      partnerTable: t('webhook_partners'),
+      dispatchTable: t('webhook_dispatch'),
       webhookTable: t('webhooks'),
     };
     this.applyBatch = db.transaction((events: readonly RecordedEvent[], expectedCheckpoint: string | null) => {
@@ -133,7 +215,20 @@ class ViewTables {
       const touched = new Map<string, WebhookView | null>();
       for (const event of events) {
         const id = (event.data as { webhookId: string }).webhookId;
-        const current = touched.has(id) ? touched.get(id)! : this.get(id);
+        let current: WebhookView | null;
+        if (touched.has(id)) current = touched.get(id)!;
+        else if (event.revision === 0 && event.type === 'WebhookRegistered') {
+          // Most events create a webhook: insert it without reading first. A row
+          // already there (a batch applied again) takes the general path.
+          const change = nextView(null, event);
+          if (change.kind === 'apply' && this.insertNew(change.view)) {
+            touched.set(id, change.view);
+            const key = change.key;
+            if (key) this.s.insertKey.run(key.organizationId, key.keyHash, key.webhookId, key.fingerprint, key.firstUsedAt);
+            continue;
+          }
+          current = this.get(id);
+        } else current = this.get(id);
         let change;
         try {
           change = nextView(current, event);
@@ -146,8 +241,28 @@ class ViewTables {
         const key = change.key;
         if (key) this.s.insertKey.run(key.organizationId, key.keyHash, key.webhookId, key.fingerprint, key.firstUsedAt);
       }
-      this.s.setCheckpoint.run(encodeLast(events));
+      // Never backwards: re-applying a batch that is already applied must not rewind the checkpoint.
+      const next = encodeLast(events);
+      if (actual === null || comparePositions(decodePosition(next), decodePosition(actual)) > 0) {
+        this.s.setCheckpoint.run(next);
+      }
     });
+  }
+
+  /** Writes the view of a webhook not stored yet; false (and nothing written) when it is stored. */
+  private insertNew(view: WebhookView): boolean {
+    const inserted = this.s.insertNew.run(
+      view.id,
+      view.organizationId,
+      view.createdAt,
+      view.status,
+      view.deleted ? 1 : 0,
+      view.revision,
+      JSON.stringify(view),
+    );
+    if (inserted.changes === 0) return false;
+    this.writeIndexes(null, view);
+    return true;
   }
 
   private write(previous: WebhookView | null, view: WebhookView): void {
@@ -160,13 +275,25 @@ class ViewTables {
       view.revision,
       JSON.stringify(view),
     );
+    this.writeIndexes(previous, view);
+  }
+
+  private writeIndexes(previous: WebhookView | null, view: WebhookView): void {
     if (!samePatterns(previous, view)) {
       if (previous !== null) this.s.deletePatterns.run(view.id);
       if (!view.deleted) for (const p of view.events) this.s.insertPattern.run(p, view.id);
     }
-    if (previous === null || !sameStrings(previous.effectivePartnerIds, view.effectivePartnerIds) || view.deleted) {
-      if (previous !== null) this.s.deletePartners.run(view.id);
-      if (!view.deleted) for (const p of view.effectivePartnerIds) this.s.insertPartner.run(view.id, p);
+    if (!sameDispatch(previous, view)) {
+      if (previous !== null && dispatchable(previous)) {
+        for (const partner of previous.effectivePartnerIds) {
+          for (const pattern of previous.events) this.s.deleteDispatch.run(partner, pattern, view.id);
+        }
+      }
+      if (dispatchable(view)) {
+        for (const partner of view.effectivePartnerIds) {
+          for (const pattern of view.events) this.s.insertDispatch.run(partner, pattern, view.id);
+        }
+      }
     }
   }
 
@@ -218,9 +345,8 @@ class ViewTables {
       stmt = this.db.prepare<unknown[], { doc: string }>(
         `SELECT w.doc FROM ${this.s.webhookTable} w
          WHERE w.id IN (
-           SELECT p.webhook_id FROM ${this.s.patternTable} p
-           JOIN ${this.s.partnerTable} q ON q.webhook_id = p.webhook_id AND q.partner_id = ?
-           WHERE p.pattern IN (${keys.map(() => '?').join(',')})
+           SELECT d.webhook_id FROM ${this.s.dispatchTable} d
+           WHERE d.partner_id = ? AND d.pattern IN (${keys.map(() => '?').join(',')})
          ) AND w.status = 'ACTIVE' AND w.deleted = 0
          ORDER BY w.id`,
       );
@@ -247,6 +373,17 @@ class ViewTables {
   }
 }
 
+/** Whether dispatchers must see this webhook at all. */
+function dispatchable(view: WebhookView): boolean {
+  return !view.deleted && view.status === 'ACTIVE';
+}
+
+/** True when the dispatch index rows of `a` (none when null) are already those of `b`. */
+function sameDispatch(a: WebhookView | null, b: WebhookView): boolean {
+  if (a === null || !dispatchable(a)) return !dispatchable(b);
+  return dispatchable(b) && sameStrings(a.events, b.events) && sameStrings(a.effectivePartnerIds, b.effectivePartnerIds);
+}
+
 function samePatterns(a: WebhookView | null, b: WebhookView): boolean {
   return a !== null && a.deleted === b.deleted && sameStrings(a.events, b.events);
 }
@@ -270,7 +407,8 @@ export class SqliteReadModel implements ReadModel {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.transaction(() => {
-      if (!tableExists(this.db, 'webhooks')) createSchema(this.db, LIVE);
+      if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
+      else if (!tableExists(this.db, 'webhook_dispatch')) migrateToDispatchIndex(this.db);
     }).immediate();
     this.live = new ViewTables(this.db, LIVE);
   }
@@ -313,8 +451,8 @@ export class SqliteReadModel implements ReadModel {
   reset(): Promise<void> {
     return run(() => {
       this.db.transaction(() => {
-        for (const t of TABLES) this.db.exec(`DROP TABLE IF EXISTS ${t}`);
-        createSchema(this.db, LIVE);
+        dropTables(this.db, LIVE);
+        createTables(this.db, LIVE);
       })();
       this.live = new ViewTables(this.db, LIVE);
     });
@@ -322,35 +460,86 @@ export class SqliteReadModel implements ReadModel {
 
   beginRebuild(): Promise<RebuildTarget> {
     return run(() => {
-      this.db.transaction(() => {
-        for (const t of TABLES) this.db.exec(`DROP TABLE IF EXISTS ${t}${NEXT}`);
-        createSchema(this.db, NEXT);
-      })();
-      const next = new ViewTables(this.db, NEXT);
+      this.detachStage();
+      this.db.transaction(() => dropTables(this.db, NEXT))();
+      // '' is a private temporary database, deleted when detached or closed.
+      this.db.exec(`ATTACH DATABASE '' AS ${STAGE_SCHEMA}`);
+      this.db.pragma(`${STAGE_SCHEMA}.journal_mode = MEMORY`);
+      this.db.pragma(`${STAGE_SCHEMA}.cache_size = ${-STAGE_CACHE_KIB}`);
+      this.db.transaction(() => createTables(this.db, STAGE, 'stage'))();
+      const stage = new ViewTables(this.db, STAGE);
       let finished = false;
       const target: RebuildTarget = {
-        applyBatch: (events, expected) => run(() => next.applyBatch(events, expected)),
-        checkpoint: () => run(() => next.checkpoint()),
+        applyBatch: (events, expected) =>
+          run(() => {
+            if (finished) throw new Error('rebuild already finished');
+            stage.applyBatch(events, expected);
+          }),
+        checkpoint: () => run(() => (finished ? null : stage.checkpoint())),
         commit: () =>
           run(() => {
             if (finished) throw new Error('rebuild already finished');
             finished = true;
-            // One transaction: readers see either the old set or the new one.
-            this.db.transaction(() => {
-              for (const t of TABLES) this.db.exec(`DROP TABLE ${t}`);
-              for (const t of TABLES) this.db.exec(`ALTER TABLE ${t}${NEXT} RENAME TO ${t}`);
-            })();
+            try {
+              this.db.transaction(() => createTables(this.db, NEXT, 'copy'))();
+              for (const t of TABLES) this.copyStaged(t);
+              this.db.transaction(() => createIndexes(this.db, NEXT))();
+              this.detachStage();
+              // One transaction: readers see either the old set or the new one.
+              this.db.transaction(() => {
+                dropTables(this.db, LIVE);
+                for (const t of TABLES) this.db.exec(`ALTER TABLE ${tableName(NEXT, t)} RENAME TO ${t}`);
+              })();
+            } catch (error) {
+              this.detachStage();
+              this.db.transaction(() => dropTables(this.db, NEXT))();
+              throw error;
+            }
             this.live = new ViewTables(this.db, LIVE);
           }),
         abort: () =>
           run(() => {
             if (finished) return;
             finished = true;
-            for (const t of TABLES) this.db.exec(`DROP TABLE IF EXISTS ${t}${NEXT}`);
+            this.detachStage();
+            this.db.transaction(() => dropTables(this.db, NEXT))();
           }),
       };
       return target;
     });
+  }
+
+  /**
+   * Copies one staged table into its `_next` twin in primary-key order (so the
+   * file's b-tree is written front to back), a chunk per transaction so a
+   * projector in another process is never locked out for long.
+   */
+  private copyStaged(table: TableName): void {
+    const from = tableName(STAGE, table);
+    const to = tableName(NEXT, table);
+    const key = PRIMARY_KEYS[table];
+    const columns = key.join(', ');
+    const first = this.db.prepare(`INSERT INTO ${to} SELECT * FROM ${from} ORDER BY ${columns} LIMIT ${COPY_CHUNK}`);
+    const after = this.db.prepare<unknown[]>(
+      `INSERT INTO ${to} SELECT * FROM ${from} WHERE (${columns}) > (${key.map(() => '?').join(', ')})
+       ORDER BY ${columns} LIMIT ${COPY_CHUNK}`,
+    );
+    const last = this.db
+      .prepare<[], unknown[]>(`SELECT ${columns} FROM ${to} ORDER BY ${key.map((k) => `${k} DESC`).join(', ')} LIMIT 1`)
+      .raw();
+    let copied = this.db.transaction(() => first.run().changes)();
+    while (copied === COPY_CHUNK) {
+      const bound = last.get()!;
+      copied = this.db.transaction(() => after.run(...bound).changes)();
+    }
+  }
+
+  private detachStage(): void {
+    const attached = this.db
+      .prepare<[], { name: string }>('PRAGMA database_list')
+      .all()
+      .some((d) => d.name === STAGE_SCHEMA);
+    if (attached) this.db.exec(`DETACH DATABASE ${STAGE_SCHEMA}`);
   }
 
   ping(): Promise<void> {
@@ -381,6 +570,6 @@ function run<T>(f: () => T): Promise<T> {
   try {
     return Promise.resolve(f());
   } catch (error) {
-    return Promise.reject(error);
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
 }
