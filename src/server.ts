@@ -8,6 +8,7 @@ import type { Config } from './config.ts';
 import { loadCatalog } from './catalog.ts';
 import { createDispatchLookup } from './dispatch/dispatchTargets.ts';
 import { buildApp, REDACTED_PATHS } from './http/app.ts';
+import { Metrics } from './http/metrics.ts';
 import { ReadYourWrites } from './http/readYourWrites.ts';
 import { createIdentity, type Identity } from './identity/identity.ts';
 import { pollCheckpoint, Projector } from './projections/projector.ts';
@@ -19,6 +20,7 @@ export interface RunningServer {
   readonly core: Core;
   readonly identity: Identity;
   readonly projector: Projector | undefined;
+  readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -34,10 +36,17 @@ export function createLogger(config: Config, stream?: DestinationStream): Logger
   return stream ? pino(options, stream) : pino(options);
 }
 
+/** Keycloak's token endpoint for a realm issuer URL (documented in the API reference). */
+export function keycloakTokenUrl(issuer: string): string {
+  return `${issuer.replace(/\/$/, '')}/protocol/openid-connect/token`;
+}
+
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const catalog = loadCatalog(config.EVENT_TYPES_FILE);
-  const identity = await createIdentity(config);
-  const core = await openCore(config);
+  // One metrics registry per server, fed by the stores, the projector, the token verifier and the routes.
+  const metrics = new Metrics();
+  const identity = await createIdentity(config, { onCacheHit: metrics.onCacheHit });
+  const core = await openCore(config, { onCommit: metrics.onCommit });
   const logger = createLogger(config, options.logStream);
   const now = options.now ?? (() => new Date());
   let projector: Projector | undefined;
@@ -45,7 +54,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   try {
     const waitFor =
       config.PROJECTOR === 'inline'
-        ? (projector = new Projector(core.store, core.readModel, { logger: logger.child({ component: 'projector' }) })).waitFor.bind(projector)
+        ? (projector = new Projector(core.store, core.readModel, {
+              logger: logger.child({ component: 'projector' }),
+              onBatch: metrics.onBatch,
+            })).waitFor.bind(projector)
         : pollCheckpoint.bind(null, core.readModel);
     projector?.start();
     app = await buildApp({
@@ -61,6 +73,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       cursorKey: core.cursorKey,
       logger,
       now,
+      metrics,
+      rateLimit: { perSecond: config.RATE_LIMIT_PER_SECOND, burst: config.RATE_LIMIT_BURST },
+      maxProjectorLagSeconds: config.PROJECTOR_MAX_LAG_SECONDS,
+      ...(identity.development ? {} : { tokenUrl: keycloakTokenUrl(identity.issuer) }),
     });
     const address = await app.listen({ port: config.PORT, host: config.HOST });
     const started = app;
@@ -71,6 +87,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       core,
       identity,
       projector,
+      metrics,
       close: () =>
         (closing ??= (async () => {
           await started.close();

@@ -13,12 +13,18 @@ import type { EventStore } from '../stores/eventStore.ts';
 import type { ReadModel } from '../stores/readModel.ts';
 import { registerAuth } from './auth.ts';
 import { CursorCodec } from './cursor.ts';
-import { RequestValidationError, registerProblemHandlers } from './problems.ts';
+import { registerHealthRoutes } from './health.ts';
+import { Metrics, registerMetrics } from './metrics.ts';
+import { registerOpenApi } from './openapi.ts';
+import { RequestValidationError, registerProblemHandlers, sendProblem } from './problems.ts';
+import { setUpRateLimit } from './rateLimit.ts';
 import type { ReadYourWrites } from './readYourWrites.ts';
+import { registerAuditRoutes } from './routes/audit.ts';
 import { registerDispatchRoutes } from './routes/dispatch.ts';
 import { registerEventTypeRoutes } from './routes/eventTypes.ts';
 import { registerWebhookRoutes } from './routes/webhooks.ts';
 import { createSchemas } from './schemas.ts';
+import { ServiceUnavailableError } from '../errors.ts';
 
 export interface AppDeps {
   readonly verifier: TokenVerifier;
@@ -35,6 +41,14 @@ export interface AppDeps {
   readonly logger: FastifyBaseLogger;
   readonly now?: () => Date;
   readonly onReplay?: () => void;
+  /** Prometheus metrics of this app (default: a fresh registry); the server shares it with the stores and projector. */
+  readonly metrics?: Metrics;
+  /** Per-organization token bucket; absent or perSecond 0: no limit. */
+  readonly rateLimit?: { readonly perSecond: number; readonly burst: number };
+  /** Readiness fails when the read model is this many seconds behind the log (default 30). */
+  readonly maxProjectorLagSeconds?: number;
+  /** The OAuth 2.0 token endpoint, for the API document. */
+  readonly tokenUrl?: string;
 }
 
 /** Headers and fields that must never reach a log line. */
@@ -50,6 +64,7 @@ export const REDACTED_PATHS = [
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = deps.now ?? (() => new Date());
+  const metrics = deps.metrics ?? new Metrics();
   const options: FastifyServerOptions = {
     loggerInstance: deps.logger,
     bodyLimit: deps.bodyLimit,
@@ -57,7 +72,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    return503OnClosing: true,
+    // Requests arriving while the server drains get our own 503 problem+json (below).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   };
   const app: FastifyInstance = Fastify(options);
@@ -73,13 +89,40 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     { parseAs: 'string' },
     app.getDefaultJsonParser('error', 'error'),
   );
+
+  // Graceful shutdown: once close() starts, new requests on open connections
+  // get 503 and every response closes its connection, so in-flight requests
+  // finish and keep-alive clients cannot hold the drain open.
+  let draining = false;
+  app.addHook('preClose', () => {
+    draining = true;
+    const reap = setInterval(() => app.server.closeIdleConnections(), 50);
+    reap.unref();
+    app.server.once('close', () => clearInterval(reap));
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!draining) return;
+    request.log.info('refused: the server is shutting down');
+    await sendProblem(
+      request,
+      reply,
+      new ServiceUnavailableError('The service is shutting down; retry shortly.', {
+        headers: { 'retry-after': '1', connection: 'close' },
+      }),
+    );
+    return reply;
+  });
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('x-request-id', request.id);
+    if (draining) void reply.header('connection', 'close');
     return payload;
   });
 
   registerProblemHandlers(app);
-  registerAuth(app, deps.verifier);
+  registerMetrics(app, metrics);
+  const rateLimit = setUpRateLimit(app, deps.rateLimit, metrics.onRateLimited);
+  registerAuth(app, deps.verifier, rateLimit);
+  await registerOpenApi(app, { tokenUrl: deps.tokenUrl, rateLimited: rateLimit !== undefined });
 
   const schemas = createSchemas({ catalog: deps.catalog, allowInsecureUrls: deps.allowInsecureUrls });
   registerWebhookRoutes(app, {
@@ -90,10 +133,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cursors: new CursorCodec(deps.cursorKey),
     readYourWrites: deps.readYourWrites,
     now,
-    ...(deps.onReplay ? { onReplay: deps.onReplay } : {}),
+    onReplay: () => {
+      metrics.onReplay();
+      deps.onReplay?.();
+    },
   });
   registerEventTypeRoutes(app, deps.catalog);
   registerDispatchRoutes(app, { lookup: deps.lookup, commands: deps.commands, now });
+  registerAuditRoutes(app, { store: deps.store, cursorKey: deps.cursorKey, now });
+  registerHealthRoutes(app, {
+    store: deps.store,
+    readModel: deps.readModel,
+    maxProjectorLagSeconds: deps.maxProjectorLagSeconds ?? 30,
+    now,
+  });
   await app.ready();
   return app;
 }
