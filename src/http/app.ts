@@ -80,10 +80,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // zod validates requests; a failure becomes our own error with the issues intact.
   app.setValidatorCompiler(({ schema }) => (data: unknown) => {
-    const result = (schema as ZodType).safeParse(data);
+    // reportInput lets the error mapper tell a missing field from a wrong type; inputs are never rendered.
+    const result = (schema as ZodType).safeParse(data, { reportInput: true });
     return result.success ? { value: result.data } : { error: new RequestValidationError(result.error.issues) };
   });
   app.setSerializerCompiler(createSerializerCompiler());
+  // Bodies are JSON only: without fastify's default text/plain parser any other
+  // media type is a 415 on every route.
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser(
     'application/merge-patch+json',
     { parseAs: 'string' },

@@ -11,7 +11,6 @@ import {
   NotFoundError,
   PartnersNotAuthorizedError,
   PreconditionFailedError,
-  UnsupportedMediaTypeError,
 } from '../../errors.ts';
 import { SCOPES } from '../../identity/principal.ts';
 import { parseIdempotencyKey, requestFingerprint } from '../../commands/idempotency.ts';
@@ -80,20 +79,6 @@ function parseIfMatch(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
-const JSON_MEDIA_TYPES = new Set(['application/json', 'application/merge-patch+json']);
-
-/**
- * Bodies are JSON only. fastify also parses text/plain by default, which would let a
- * string body reach validation as a 400; a wrong media type is a 415.
- */
-function requireJsonBody(request: FastifyRequest): Promise<void> {
-  const type = request.headers['content-type'];
-  if (type !== undefined && !JSON_MEDIA_TYPES.has(type.split(';')[0]!.trim().toLowerCase())) {
-    return Promise.reject(new UnsupportedMediaTypeError('Send the body as application/json.'));
-  }
-  return Promise.resolve();
-}
-
 function requireKey(request: FastifyRequest): string {
   const key = parseIdempotencyKey(request.headers['idempotency-key']);
   if (key === undefined) {
@@ -142,7 +127,6 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   };
 
   r.post('/v1/webhooks', {
-    preValidation: requireJsonBody,
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Register a webhook endpoint.',
@@ -222,7 +206,6 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   });
 
   r.patch('/v1/webhooks/:id', {
-    preValidation: requireJsonBody,
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Change a webhook: url, events, partnerIds (null = all authorized partners), status ACTIVE/PAUSED.',
@@ -267,7 +250,6 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   });
 
   r.post('/v1/webhooks/:id/secret/rotate', {
-    preValidation: requireJsonBody,
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Rotate the signing secret; the previous one stays valid for the grace period (default 24 h, at most 7 days).',
