@@ -5,6 +5,7 @@
 // is checked against its expected revision inside the transaction, so a
 // conflict fails that append alone.
 import Database from 'better-sqlite3';
+import { WalCheckpointer } from './walCheckpointer.ts';
 import {
   StreamConflictError,
   StoreUnavailableError,
@@ -52,12 +53,14 @@ export class SqliteEventStore implements EventStore {
   private closed = false;
   /** Live subscriptions waiting for the next commit. */
   private readonly waiters = new Set<() => void>();
+  private readonly checkpointer: WalCheckpointer;
 
   constructor(private readonly options: SqliteEventStoreOptions) {
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
+    this.checkpointer = new WalCheckpointer(this.db, { path: options.path, synchronous: 'FULL' });
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS events (
         position  INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -116,6 +119,7 @@ export class SqliteEventStore implements EventStore {
       return;
     }
     this.options.onCommit?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
+    this.checkpointer.committed();
     batch.forEach((a, i) => {
       const r = results[i]!;
       if (r instanceof StreamConflictError) a.reject(r);
@@ -198,13 +202,13 @@ export class SqliteEventStore implements EventStore {
   }
 
   /** Flushes the pending batch, then closes the file. */
-  close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.closed) return;
     this.flush();
     this.closed = true;
     this.wakeSubscribers();
+    await this.checkpointer.close();
     this.db.close();
-    return Promise.resolve();
   }
 
   /** For the audit tools and tamper tests: the raw database handle. */

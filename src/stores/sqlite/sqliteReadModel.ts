@@ -13,6 +13,7 @@
 // and switches the sets in one transaction.
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, type WebhookView } from '../../projections/webhookView.ts';
@@ -65,6 +66,9 @@ function tableName(set: TableSet, name: string): string {
  * `stage` (what a rebuild applies events to) without the listing index, which
  * only readers of the live set use; `copy` bare, for a rebuild to copy its
  * staged rows into before indexing them.
+ * Every index costs each registration a random page write, so there are few:
+ * a webhook's pattern and dispatch rows are deleted by their full keys (from
+ * the previous view), not through an index by webhook.
  */
 function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 'stage' | 'copy' = 'live'): void {
   const t = (name: TableName): string => tableName(set, name);
@@ -106,23 +110,30 @@ function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 's
   `);
   if (purpose === 'copy') return;
   db.exec(`INSERT INTO ${t('checkpoint')} (id, position) VALUES (1, NULL)`);
-  createIndexes(db, set, purpose === 'live');
+  if (purpose === 'live') createIndexes(db, set);
 }
 
-function createIndexes(db: Database.Database, set: TableSet, withListing = true): void {
+function createIndexes(db: Database.Database, set: TableSet): void {
   // Index names carry a generation so a rebuilt table set can be renamed into
   // place without colliding with the indexes of the set it replaces.
   const gen = randomBytes(4).toString('hex');
-  db.exec(`CREATE INDEX ${set.schema}.webhook_patterns_by_webhook_${gen} ON webhook_patterns${set.suffix} (webhook_id)`);
-  if (withListing) {
-    db.exec(
-      `CREATE INDEX ${set.schema}.webhooks_by_org_${gen} ON webhooks${set.suffix} (organization_id, created_at, id) WHERE deleted = 0`,
-    );
-  }
+  db.exec(
+    `CREATE INDEX ${set.schema}.webhooks_by_org_${gen} ON webhooks${set.suffix} (organization_id, created_at, id) WHERE deleted = 0`,
+  );
 }
 
 function dropTables(db: Database.Database, set: TableSet): void {
   for (const t of [...TABLES, ...LEGACY_TABLES]) db.exec(`DROP TABLE IF EXISTS ${tableName(set, t)}`);
+}
+
+/** Indexes of earlier versions of this schema that nothing reads any more (they only cost writes). */
+function dropLegacyIndexes(db: Database.Database): void {
+  const legacy = db
+    .prepare<[], { name: string }>(
+      "SELECT name FROM main.sqlite_master WHERE type = 'index' AND name LIKE 'webhook\\_patterns\\_by\\_webhook\\_%' ESCAPE '\\'",
+    )
+    .all();
+  for (const { name } of legacy) db.exec(`DROP INDEX main."${name}"`);
 }
 
 /** Read models written before the dispatch index existed: derive it from the stored views. */
@@ -177,7 +188,7 @@ class ViewTables {
          VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING`,
       ),
-      deletePatterns: db.prepare<[string]>(`DELETE FROM ${t('webhook_patterns')} WHERE webhook_id = ?`),
+      deletePattern: db.prepare<[string, string]>(`DELETE FROM ${t('webhook_patterns')} WHERE pattern = ? AND webhook_id = ?`),
       insertPattern: db.prepare<[string, string]>(
         `INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, webhook_id) VALUES (?, ?)`,
       ),
@@ -280,7 +291,7 @@ class ViewTables {
 
   private writeIndexes(previous: WebhookView | null, view: WebhookView): void {
     if (!samePatterns(previous, view)) {
-      if (previous !== null) this.s.deletePatterns.run(view.id);
+      if (previous !== null) for (const p of previous.events) this.s.deletePattern.run(p, view.id);
       if (!view.deleted) for (const p of view.events) this.s.insertPattern.run(p, view.id);
     }
     if (!sameDispatch(previous, view)) {
@@ -400,21 +411,29 @@ export class SqliteReadModel implements ReadModel {
   private readonly db: Database.Database;
   private live: ViewTables;
   private closed = false;
+  private readonly checkpointer: WalCheckpointer;
 
   constructor(options: SqliteReadModelOptions) {
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
+    this.checkpointer = new WalCheckpointer(this.db, { path: options.path, synchronous: 'NORMAL' });
     this.db.transaction(() => {
       if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
-      else if (!tableExists(this.db, 'webhook_dispatch')) migrateToDispatchIndex(this.db);
+      else {
+        if (!tableExists(this.db, 'webhook_dispatch')) migrateToDispatchIndex(this.db);
+        dropLegacyIndexes(this.db);
+      }
     }).immediate();
     this.live = new ViewTables(this.db, LIVE);
   }
 
   applyBatch(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
-    return run(() => this.live.applyBatch(events, expectedCheckpoint));
+    return run(() => {
+      this.live.applyBatch(events, expectedCheckpoint);
+      this.checkpointer.committed();
+    });
   }
 
   checkpoint(): Promise<string | null> {
@@ -548,12 +567,11 @@ export class SqliteReadModel implements ReadModel {
     });
   }
 
-  close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      this.db.close();
-    }
-    return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.checkpointer.close();
+    this.db.close();
   }
 
   get database(): Database.Database {
