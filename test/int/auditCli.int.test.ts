@@ -14,6 +14,7 @@ import { EVENTS_FILE, READ_MODEL_FILE } from '../../src/runtime.ts';
 import { runCli, startCli, waitUntil } from '../support/cli.ts';
 import {
   PARTNER_C,
+  SQLITE_ENGINES,
   registryEnv,
   startRegistry,
   tempDataDir,
@@ -22,7 +23,8 @@ import {
 } from '../support/registry.ts';
 import { DispatcherApi, settleProjection, TestClock, WebhookApi } from '../support/webhookApi.ts';
 
-const env = (registry: TestRegistry, dataDir = registry.dataDir) => registryEnv(registry.oauth, dataDir);
+const env = (registry: TestRegistry, dataDir = registry.dataDir) =>
+  registryEnv(registry.oauth, dataDir, SQLITE_ENGINES);
 
 function jsonLines(text: string): AuditWebhook[] {
   return text
@@ -67,7 +69,7 @@ describe('audit replay', () => {
 
   beforeAll(async () => {
     clock = new TestClock(new Date(Date.now() - 2 * 3600_000));
-    registry = await startRegistry({ now: clock.now });
+    registry = await startRegistry({ now: clock.now, env: SQLITE_ENGINES });
     outDir = mkdtempSync(path.join(tmpdir(), 'audit-replay-out-'));
     const acme = await WebhookApi.as(registry, 'acme-integration');
     const globex = await WebhookApi.as(registry, 'globex-integration');
@@ -156,7 +158,7 @@ describe('audit replay interrupted and restarted', () => {
   let outDir: string;
 
   beforeAll(async () => {
-    registry = await startRegistry();
+    registry = await startRegistry({ env: SQLITE_ENGINES });
     outDir = mkdtempSync(path.join(tmpdir(), 'audit-replay-restart-'));
     // Enough events that a replay reading one event per page takes a while:
     // valid registrations, appended straight to the log in one group commit.
@@ -285,7 +287,7 @@ describe('audit verify on a tampered data folder', () => {
   }
 
   beforeAll(async () => {
-    registry = await startRegistry();
+    registry = await startRegistry({ env: SQLITE_ENGINES });
     const acme = await WebhookApi.as(registry, 'acme-integration');
     // Created first, so its last event is not the last of the whole log.
     ids.truncated = (await acme.registered(VALID_REGISTRATION)).id;
@@ -414,7 +416,7 @@ describe('projections rebuild and audit verify while the registry serves', () =>
   let acme: WebhookApi;
 
   beforeAll(async () => {
-    registry = await startRegistry();
+    registry = await startRegistry({ env: SQLITE_ENGINES });
     acme = await WebhookApi.as(registry, 'acme-integration');
     const globex = await WebhookApi.as(registry, 'globex-integration');
     for (let i = 0; i < 20; i++) {

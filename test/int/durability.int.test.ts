@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/domain/hashChain.ts';
 import { startOAuthServer, type OAuthServer } from '../support/oauthServer.ts';
-import { DEFAULT_CLIENTS, PARTNER_A, registryEnv, tempDataDir } from '../support/registry.ts';
+import { DEFAULT_CLIENTS, PARTNER_A, registryEnv, tempDataDir, SQLITE_ENGINES } from '../support/registry.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TOTAL = 300;
@@ -61,7 +61,7 @@ async function startChild(oauth: OAuthServer, dataDir: string): Promise<ServerPr
   const port = await freePort();
   const env = {
     PATH: process.env.PATH ?? '',
-    ...registryEnv(oauth, dataDir, { PORT: String(port), LOG_LEVEL: 'warn' }),
+    ...registryEnv(oauth, dataDir, { ...SQLITE_ENGINES, PORT: String(port), LOG_LEVEL: 'warn' }),
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -14,7 +14,7 @@ import type { RecordedEvent } from '../../src/stores/eventStore.ts';
 import { CheckpointConflictError, ProjectionGapError, type WebhookView } from '../../src/stores/readModel.ts';
 import { openSqliteEventStore } from '../../src/stores/sqlite/sqliteEventStore.ts';
 import { openSqliteReadModel, type SqliteReadModel } from '../../src/stores/sqlite/sqliteReadModel.ts';
-import { PARTNER_A, PARTNER_B, PARTNER_C, startRegistry, tempDataDir, type TestRegistry } from '../support/registry.ts';
+import { PARTNER_A, PARTNER_B, PARTNER_C, startRegistry, tempDataDir, type TestRegistry, SQLITE_ENGINES } from '../support/registry.ts';
 import { DispatcherApi, settleProjection, TestClock, WebhookApi } from '../support/webhookApi.ts';
 
 const PARTNERS = [PARTNER_A, PARTNER_B, PARTNER_C, 'eeeeeeee-eeee-4eee-8eee-eeeeeeeeeeee'];
@@ -73,7 +73,7 @@ describe('applying events twice changes nothing', () => {
 
   beforeAll(async () => {
     scratch = tempDataDir();
-    registry = await startRegistry({ now: clock.now });
+    registry = await startRegistry({ now: clock.now, env: SQLITE_ENGINES });
     const acme = await WebhookApi.as(registry, 'acme-integration');
     const globex = await WebhookApi.as(registry, 'globex-integration');
     const dispatcher = await DispatcherApi.as(registry);

@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, tempDataDir, VALID_REGISTRATION, type TestRegistry } from '../support/registry.ts';
+import { startRegistry, tempDataDir, VALID_REGISTRATION, type TestRegistry, SQLITE_ENGINES } from '../support/registry.ts';
 
 /** Typed asymmetric matcher (expect.any returns `any`). */
 const anyString: unknown = expect.any(String);
@@ -45,7 +45,7 @@ describe('secrets at rest', () => {
   const providedBody = { ...VALID_REGISTRATION, url: 'https://hooks.example.com/provided-secret', secret: providedSecret };
 
   beforeAll(async () => {
-    registry = await startRegistry({ dataDir });
+    registry = await startRegistry({ dataDir, env: SQLITE_ENGINES });
     const token = await registry.token();
     const a = await registry.request<Registered>('POST', '/v1/webhooks', {
       token,

@@ -13,7 +13,7 @@ import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOAuthServer, type OAuthServer } from '../support/oauthServer.ts';
-import { DEFAULT_CLIENTS, registryEnv, startRegistry, tempDataDir, VALID_REGISTRATION } from '../support/registry.ts';
+import { DEFAULT_CLIENTS, registryEnv, startRegistry, tempDataDir, VALID_REGISTRATION, SQLITE_ENGINES } from '../support/registry.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const WORKERS = 8;
@@ -60,7 +60,7 @@ describe('SIGTERM under load', () => {
     const port = await freePort();
     const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...registryEnv(oauth, dataDir, { PORT: String(port) }) },
+      env: { PATH: process.env.PATH ?? '', ...registryEnv(oauth, dataDir, { ...SQLITE_ENGINES, PORT: String(port) }) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = proc;
@@ -180,7 +180,7 @@ describe('SIGTERM under load', () => {
 
     // Restarted over the same files, the registry serves every acknowledged
     // webhook, and its read model (stopped at a checkpoint) catches up with the log.
-    const restarted = await startRegistry({ oauth, dataDir });
+    const restarted = await startRegistry({ oauth, dataDir, env: SQLITE_ENGINES });
     try {
       await expect
         .poll(async () => {
@@ -215,7 +215,7 @@ describe('a connection busy when the server starts draining', () => {
     // The request in flight waits for the identity provider's keys (which hang
     // until JWKS_TIMEOUT_MS); a registration is pipelined on the same, busy
     // connection after close() has begun.
-    const registry = await startRegistry({ env: { JWKS_TIMEOUT_MS: '400' } });
+    const registry = await startRegistry({ env: { ...SQLITE_ENGINES, JWKS_TIMEOUT_MS: '400' } });
     try {
       const token = await registry.token();
       registry.oauth.setJwksMode('hang');
