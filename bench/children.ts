@@ -1,0 +1,132 @@
+// Child processes for the bench: each server runs in its own Node process
+// (so its CPU and RSS are its own and the load generator does not share its
+// event loop), started through tsx and driven over the IPC channel.
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface Child {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly pid: number;
+  readonly url: string;
+  /** Sends a message and waits for the first answer of `expect` type. */
+  request<T = Record<string, unknown>>(message: object, expect: string, timeoutMs?: number): Promise<T>;
+  /** Asks the child to stop gracefully; kills it after `timeoutMs`. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+
+/** Kills every child still running (for exit and signal handlers). */
+export function killAllChildren(): void {
+  for (const child of live) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  live.clear();
+}
+
+function waitFor<T>(child: ChildProcess, type: string, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: { type?: string }) => {
+      if (message?.type !== type) return;
+      cleanup();
+      resolve(message as T);
+    };
+    const onExit = (code: number | null, signal: string | null) => {
+      cleanup();
+      reject(new Error(`${what}: child exited (${signal ?? code}) while waiting for "${type}"`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${what}: no "${type}" within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+export interface StartChildOptions {
+  readonly name: string;
+  readonly script: string;
+  readonly env?: Record<string, string>;
+  /** Extra Node flags (e.g. --cpu-prof). */
+  readonly nodeFlags?: readonly string[];
+  readonly startTimeoutMs?: number;
+}
+
+export async function startChild(options: StartChildOptions): Promise<Child> {
+  const child = fork(path.join(ROOT, options.script), [], {
+    cwd: ROOT,
+    execArgv: ['--import', 'tsx', ...(options.nodeFlags ?? [])],
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+  const ready = await waitFor<{ url: string }>(child, 'ready', options.startTimeoutMs ?? 120_000, options.name).catch(
+    (error: unknown) => {
+      child.kill('SIGKILL');
+      throw error;
+    },
+  );
+  const pid = child.pid!;
+  return {
+    name: options.name,
+    process: child,
+    pid,
+    url: ready.url,
+    request<T>(message: object, expect: string, timeoutMs = 30_000): Promise<T> {
+      const answer = waitFor<T>(child, expect, timeoutMs, options.name);
+      child.send(message);
+      return answer;
+    },
+    async stop(timeoutMs = 20_000): Promise<void> {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.send({ type: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Resident set size of a process now, and its peak, in MiB (Linux /proc). */
+export function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system) a process has used, in clock ticks. */
+export function cpuTicksOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Busy and total CPU ticks of the whole machine. */
+export function machineTicks(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}

@@ -1,0 +1,113 @@
+// The registry under test, as a child of bench/run.ts: the real service
+// (startServer over the environment, embedded engine in the data folder),
+// plus a server-side probe for the append → visible lag, reported over IPC.
+//
+// The probe wraps two methods of the running instances, without touching the
+// service's code: the event store's append (when the command handler hands
+// events to the log) and the read model's applyBatch (when the projector's
+// transaction with them has committed, i.e. they are visible to readers).
+import { loadConfig } from '../src/config.ts';
+import { startServer } from '../src/server.ts';
+import type { AppendResult, EventStore, ExpectedRevision, NewEvent, RecordedEvent } from '../src/stores/eventStore.ts';
+import type { ReadModel } from '../src/stores/readModel.ts';
+
+const config = loadConfig(process.env);
+const server = await startServer(config);
+
+/** Log position → when append() was called for it (ms, monotonic). */
+const appendedAt = new Map<number, number>();
+let recording = false;
+let fromAppend: number[] = [];
+let fromOccurred: number[] = [];
+let unmatched = 0;
+let applySeconds = 0;
+let appliedEvents = 0;
+let appliedBatches = 0;
+
+const store: EventStore = server.core.store;
+const originalAppend = store.append.bind(store);
+store.append = (streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> => {
+  const started = performance.now();
+  const result = originalAppend(streamId, events, expected);
+  if (recording) {
+    // Attached before the command handler's own continuation, so the entry
+    // exists before the projector can see the commit.
+    result.then(
+      (r) => {
+        if (appendedAt.size > 1_000_000) appendedAt.clear();
+        appendedAt.set(Number(r.position.commit), started);
+      },
+      () => undefined,
+    );
+  }
+  return result;
+};
+
+const readModel: ReadModel = server.core.readModel;
+const originalApply = readModel.applyBatch.bind(readModel);
+readModel.applyBatch = async (events: readonly RecordedEvent[], expected: string | null): Promise<void> => {
+  const applying = performance.now();
+  await originalApply(events, expected);
+  if (!recording) return;
+  const visible = performance.now();
+  applySeconds += (visible - applying) / 1000;
+  appliedEvents += events.length;
+  appliedBatches += 1;
+  const wall = Date.now();
+  for (const e of events) {
+    const position = Number(e.position.commit);
+    const started = appendedAt.get(position);
+    if (started === undefined) unmatched += 1;
+    else {
+      appendedAt.delete(position);
+      fromAppend.push(visible - started);
+    }
+    fromOccurred.push(wall - Date.parse(e.metadata.occurredAt));
+  }
+};
+
+function summary(values: number[]): { count: number; p50: number; p99: number; max: number } {
+  const sorted = Float64Array.from(values).sort();
+  const at = (q: number): number => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+  return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted.length ? sorted[sorted.length - 1]! : 0 };
+}
+
+process.on('message', (message: { type: string }) => {
+  switch (message.type) {
+    case 'lag-start':
+      recording = true;
+      fromAppend = [];
+      fromOccurred = [];
+      unmatched = 0;
+      applySeconds = 0;
+      appliedEvents = 0;
+      appliedBatches = 0;
+      appendedAt.clear();
+      process.send?.({ type: 'ok' });
+      break;
+    case 'lag-stop':
+      recording = false;
+      process.send?.({
+        type: 'lag',
+        fromAppend: summary(fromAppend),
+        fromOccurred: summary(fromOccurred),
+        unmatched,
+        projector: { events: appliedEvents, batches: appliedBatches, seconds: applySeconds },
+      });
+      break;
+    case 'stop':
+      void server.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+      break;
+    default:
+      break;
+  }
+});
+// The parent is gone: close the stores cleanly rather than linger.
+process.on('disconnect', () => {
+  void server.close().finally(() => process.exit(0));
+});
+
+process.send?.({ type: 'ready', url: server.url });

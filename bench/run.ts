@@ -1,0 +1,561 @@
+// `npm run bench [-- --size <fraction>] [--duration <s>] [--profile]`
+//
+// Measures DESIGN.md §6 in one run on this machine: a bare fastify route and
+// the registry (embedded engine, temp folder) each run as a child process and
+// are driven by autocannon from here; every throughput figure is reported as a
+// ratio to the bare route measured in the same run. Writes
+// bench/results/<timestamp>.{json,md} and bench/results/latest.md.
+//
+// Phases (all bounded in count and time; children and the temp folder are
+// removed on exit, Ctrl-C included):
+//  1. seed 100 000 registrations through the command handler, rebuild the
+//     read model from the log (figure 4: rebuild events/s);
+//  2. start the registry on it: dispatch lookups vs the bare GET (figure 3),
+//     fresh registrations vs the bare POST with the append → visible probe
+//     (figures 1 and 5), idempotent replays (figure 2);
+//  3. grow the log to 1 000 000 registrations, rebuild, start the registry and
+//     sample its RSS under lookups and registrations (figure 6).
+// `--size 0.1` scales the registration counts (and shortens the runs).
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config.ts';
+import { loadDevIssuer } from '../src/identity/devIssuer.ts';
+import { rebuildReadModel } from '../src/projections/rebuild.ts';
+import { closeCore, openCore } from '../src/runtime.ts';
+import { killAllChildren, memoryOf, ROOT, startChild, type Child } from './children.ts';
+import { dispatchPath, dispatchRequests, registrationRequests, replayRequests, runLoad, type LoadResult, type OrgToken, type ReplayItem } from './load.ts';
+import { seedRegistrations } from './seed.ts';
+import { createWorkload, pick, rng, type Workload } from './workload.ts';
+
+// ---- arguments ---------------------------------------------------------------
+
+interface Args {
+  readonly size: number;
+  readonly duration: number;
+  readonly connections: number;
+  readonly profile: boolean;
+  readonly skipMillion: boolean;
+  readonly maxMinutes: number;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  if (argv.includes('--help')) {
+    process.stdout.write(
+      [
+        'npm run bench -- [options]',
+        '  --size <fraction>     scale registration counts (1 = 100 000 and 1 000 000; default 1)',
+        '  --duration <seconds>  measured seconds per load run (default 10 × size, between 3 and 10)',
+        '  --connections <n>     connections for the registration and lookup runs (default 50)',
+        '  --profile             write a CPU profile of the registry (node --cpu-prof) under bench/results/profiles/',
+        '  --skip-million        skip the 1 000 000-registration RSS phase',
+        '  --max-minutes <n>     abort the whole run after this long (default 20)',
+        '',
+      ].join('\n'),
+    );
+    process.exit(0);
+  }
+  const size = Number(value('--size') ?? 1);
+  if (!(size > 0 && size <= 1)) throw new Error('--size must be a fraction in (0, 1]');
+  const duration = Number(value('--duration') ?? Math.min(10, Math.max(3, Math.round(10 * size))));
+  if (!(duration >= 1 && duration <= 120)) throw new Error('--duration must be between 1 and 120 seconds');
+  const connections = Number(value('--connections') ?? 50);
+  if (!(Number.isInteger(connections) && connections >= 1 && connections <= 1000)) throw new Error('--connections must be 1–1000');
+  const maxMinutes = Number(value('--max-minutes') ?? 20);
+  if (!(maxMinutes > 0)) throw new Error('--max-minutes must be positive');
+  return { size, duration, connections, profile: argv.includes('--profile'), skipMillion: argv.includes('--skip-million'), maxMinutes };
+}
+
+const args = parseArgs(process.argv.slice(2));
+const runStarted = Date.now();
+const stamp = new Date(runStarted).toISOString().replace(/[:.]/g, '-');
+const resultsDir = path.join(ROOT, 'bench', 'results');
+const workDir = mkdtempSync(path.join(tmpdir(), 'webhook-registry-bench-'));
+const dataDir = path.join(workDir, 'data');
+
+// ---- clean-up on every way out --------------------------------------------------
+
+let cleaned = false;
+function cleanup(): void {
+  if (cleaned) return;
+  cleaned = true;
+  killAllChildren();
+  rmSync(workDir, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    log(`\n${signal}: stopping children and removing ${workDir}`);
+    cleanup();
+    process.exit(130);
+  });
+}
+const watchdog = setTimeout(() => {
+  log(`aborting: the run exceeded --max-minutes ${args.maxMinutes}`);
+  cleanup();
+  process.exit(2);
+}, args.maxMinutes * 60_000);
+watchdog.unref();
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function elapsed(): string {
+  return `${((Date.now() - runStarted) / 1000).toFixed(0)}s`;
+}
+
+// ---- sizes and settings ----------------------------------------------------------
+
+const LOOKUP_REGISTRATIONS = Math.max(1000, Math.round(100_000 * args.size));
+const RSS_REGISTRATIONS = Math.max(LOOKUP_REGISTRATIONS, Math.round(1_000_000 * args.size));
+const SECONDS = args.duration;
+const WARMUP = Math.max(1, Math.round(SECONDS / 4));
+const TOKEN_ORGS = 200;
+const REPLAY_POOL = 1000;
+const RSS_SECONDS = Math.max(5, SECONDS);
+
+const workload = createWorkload();
+const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
+
+/** The registry's environment: embedded engine, development issuer, no rate limit in the way. */
+function registryEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined) continue;
+    if (/^(OIDC_|EVENTSTORE_URL|MONGODB_URL|SECRET_ENCRYPTION_KEYS|PORT|HOST|RATE_LIMIT_|LOG_LEVEL|PROJECTOR)/.test(k)) continue;
+    env[k] = v;
+  }
+  return {
+    ...env,
+    NODE_ENV: 'development',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_SECOND: '10000000',
+    RATE_LIMIT_BURST: '10000000',
+  };
+}
+
+async function startRegistry(label: string): Promise<Child> {
+  // One folder per server: tsx's loader thread writes a profile of its own beside the main thread's.
+  const flags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(resultsDir, 'profiles', `${stamp}-${label}`)}`] : [];
+  return startChild({ name: `registry (${label})`, script: 'bench/registryServer.ts', env: registryEnv(), nodeFlags: flags });
+}
+
+async function mintTokens(w: Workload): Promise<{ orgs: OrgToken[]; dispatcher: string }> {
+  const issuer = await loadDevIssuer(dataDir);
+  const common = { audience: config.OIDC_AUDIENCE, orgClaim: config.ORG_CLAIM, partnersClaim: config.PARTNERS_CLAIM, ttlSeconds: 3 * 3600 };
+  const orgs: OrgToken[] = [];
+  for (const org of w.organizations.slice(0, TOKEN_ORGS)) {
+    const token = await issuer.mint({ ...common, organizationId: org.id, partnerIds: org.partnerIds, scopes: ['webhooks:read', 'webhooks:write'] });
+    orgs.push({ org, token });
+  }
+  const dispatcher = await issuer.mint({ ...common, clientId: 'bench-dispatcher', scopes: ['webhooks:dispatch'] });
+  return { orgs, dispatcher };
+}
+
+async function rebuild(): Promise<{ events: number; seconds: number; rate: number }> {
+  const core = await openCore(config);
+  try {
+    const result = await rebuildReadModel(core.store, core.readModel);
+    return { events: result.events, seconds: result.seconds, rate: result.events / result.seconds };
+  } finally {
+    await closeCore(core);
+  }
+}
+
+async function seed(from: number, count: number): Promise<{ count: number; seconds: number; rate: number }> {
+  let reported = 0;
+  const result = await seedRegistrations({
+    dataDir,
+    workload,
+    from,
+    count,
+    onProgress: (done) => {
+      if (done - reported >= 100_000 || done === count) {
+        reported = done;
+        log(`  [${elapsed()}] seeded ${from + done} registrations`);
+      }
+    },
+  });
+  return { count, seconds: result.seconds, rate: count / result.seconds };
+}
+
+/** Registers `n` webhooks over HTTP and returns their (token, key, body) for replays. */
+async function replayPool(url: string, tokens: readonly OrgToken[], n: number): Promise<ReplayItem[]> {
+  const random = rng(77);
+  const items: ReplayItem[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = tokens[i % tokens.length]!;
+    items.push({ token: t.token, key: `replay-${stamp}-${i}`, body: JSON.stringify(workload.registration(random, t.org, i)) });
+  }
+  for (let i = 0; i < items.length; i += 50) {
+    await Promise.all(
+      items.slice(i, i + 50).map(async (item) => {
+        const res = await fetch(`${url}/v1/webhooks`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${item.token}`, 'idempotency-key': item.key },
+          body: item.body,
+        });
+        if (res.status !== 201) throw new Error(`replay pool: registration answered ${res.status}: ${await res.text()}`);
+      }),
+    );
+  }
+  return items;
+}
+
+async function checkReplays(url: string, pool: readonly ReplayItem[]): Promise<number> {
+  let replayed = 0;
+  for (const item of pool.slice(0, 20)) {
+    const res = await fetch(`${url}/v1/webhooks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${item.token}`, 'idempotency-key': item.key },
+      body: item.body,
+    });
+    await res.arrayBuffer();
+    if (res.status === 201 && res.headers.get('idempotent-replayed') === 'true') replayed += 1;
+  }
+  return replayed;
+}
+
+/** A representative dispatch answer (median target count) for the bare GET to send. */
+async function sampleDispatch(url: string, token: string): Promise<{ meanTargets: number; maxTargets: number; body: { data: unknown[] } }> {
+  const random = rng(99);
+  const bodies: { data: unknown[] }[] = [];
+  for (let i = 0; i < 200; i++) {
+    const res = await fetch(`${url}${dispatchPath(pick(random, workload.eventTypes), pick(random, workload.partnerIds))}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    if (res.status !== 200) throw new Error(`dispatch lookup answered ${res.status}: ${await res.text()}`);
+    bodies.push((await res.json()) as { data: unknown[] });
+  }
+  const sizes = bodies.map((b) => b.data.length).sort((a, b) => a - b);
+  const median = sizes[Math.floor(sizes.length / 2)]!;
+  return {
+    meanTargets: sizes.reduce((a, b) => a + b, 0) / sizes.length,
+    maxTargets: sizes[sizes.length - 1]!,
+    body: bodies.find((b) => b.data.length === median)!,
+  };
+}
+
+interface MetricsLag {
+  readonly metric: string;
+  readonly count: number;
+  readonly p99Seconds: number | null;
+}
+
+/** Reads /metrics (if the service exposes it); undefined otherwise. */
+async function fetchMetrics(url: string): Promise<string | undefined> {
+  try {
+    const res = await fetch(`${url}/metrics`);
+    return res.status === 200 ? await res.text() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sum of one counter or histogram series (`name` with its `_sum`/`_count` suffix) in a /metrics text. */
+function metricValue(text: string | undefined, name: string): number {
+  if (text === undefined) return 0;
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
+  }
+  return total;
+}
+
+/** If the service exposes Prometheus /metrics with an append → visible histogram, read its p99. */
+async function scrapeLagMetric(url: string): Promise<MetricsLag | undefined> {
+  try {
+    const text = await fetchMetrics(url);
+    if (text === undefined) return undefined;
+    const buckets = new Map<string, { le: number; count: number }[]>();
+    for (const line of text.split('\n')) {
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)_bucket\{(.*)\}\s+([0-9.e+]+)$/.exec(line);
+      if (!m || !/(visib|lag)/i.test(m[1]!)) continue;
+      const le = /le="([^"]+)"/.exec(m[2]!)?.[1];
+      if (le === undefined) continue;
+      const list = buckets.get(m[1]!) ?? [];
+      list.push({ le: le === '+Inf' ? Infinity : Number(le), count: Number(m[3]) });
+      buckets.set(m[1]!, list);
+    }
+    const [metric, list] = [...buckets][0] ?? [];
+    if (metric === undefined || list === undefined) return undefined;
+    list.sort((a, b) => a.le - b.le);
+    const total = list[list.length - 1]?.count ?? 0;
+    const p99 = list.find((b) => b.count >= 0.99 * total)?.le ?? null;
+    return { metric, count: total, p99Seconds: p99 === Infinity ? null : p99 };
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- the run ---------------------------------------------------------------------------
+
+interface Figure {
+  readonly figure: string;
+  readonly measured: string;
+  readonly bare: string;
+  readonly ratio: string;
+  readonly target: string;
+  readonly pass: boolean | null;
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function main(): Promise<void> {
+  mkdirSync(resultsDir, { recursive: true });
+  const load0 = loadavg();
+  log(`bench: size ${args.size}, ${SECONDS}s per run (+${WARMUP}s warm-up), ${args.connections} connections, temp folder ${workDir}`);
+  log(`  machine: load average ${load0.map((l) => l.toFixed(2)).join(' ')} before starting`);
+  const timings: Record<string, number> = {};
+  const t = (name: string, since: number) => (timings[name] = (Date.now() - since) / 1000);
+
+  // 1. the log and the read model
+  let since = Date.now();
+  log(`[${elapsed()}] seeding ${fmt(LOOKUP_REGISTRATIONS)} registrations`);
+  const seedSmall = await seed(0, LOOKUP_REGISTRATIONS);
+  t('seedLookupSet', since);
+  since = Date.now();
+  log(`[${elapsed()}] rebuilding the read model (${fmt(LOOKUP_REGISTRATIONS)} events)`);
+  const rebuildSmall = await rebuild();
+  t('rebuildLookupSet', since);
+  log(`  ${fmt(rebuildSmall.rate)} events/s`);
+
+  const tokens = await mintTokens(workload);
+  const bare = await startChild({ name: 'bare fastify', script: 'bench/bareServer.ts' });
+  since = Date.now();
+  let registry = await startRegistry('100k');
+  t('startRegistryLookupSet', since);
+  const pids = () => [bare.pid, registry.pid];
+
+  // 2a. dispatch lookups
+  const sample = await sampleDispatch(registry.url, tokens.dispatcher);
+  await bare.request({ type: 'dispatch-body', body: sample.body }, 'ok');
+  log(`[${elapsed()}] dispatch lookups (${fmt(sample.meanTargets, 1)} targets on average, up to ${sample.maxTargets})`);
+  const common = { connections: args.connections, seconds: SECONDS, warmupSeconds: WARMUP };
+  const bareGet = await runLoad({ ...common, title: 'bare GET', url: bare.url, requests: dispatchRequests(workload, tokens.dispatcher, 1), pids: pids() });
+  const lookups = await runLoad({ ...common, title: 'dispatch lookups', url: registry.url, requests: dispatchRequests(workload, tokens.dispatcher, 1), pids: pids() });
+  log(`  bare ${fmt(bareGet.rps)}/s, registry ${fmt(lookups.rps)}/s`);
+
+  // 2b. fresh registrations with the lag probe
+  log(`[${elapsed()}] registrations`);
+  const barePost = await runLoad({ ...common, title: 'bare POST', url: bare.url, requests: registrationRequests(workload, tokens.orgs, `bare-${stamp}`, 1), pids: pids() });
+  let metricsBefore: string | undefined;
+  const registrations = await runLoad({
+    ...common,
+    title: 'registrations',
+    url: registry.url,
+    requests: registrationRequests(workload, tokens.orgs, `reg-${stamp}`, 1),
+    pids: pids(),
+    beforeMeasure: async () => {
+      metricsBefore = await fetchMetrics(registry.url);
+      await registry.request({ type: 'lag-start' }, 'ok');
+    },
+  });
+  const lag = await registry.request<{
+    fromAppend: { count: number; p50: number; p99: number; max: number };
+    fromOccurred: { count: number; p50: number; p99: number; max: number };
+    unmatched: number;
+    projector: { events: number; batches: number; seconds: number };
+  }>({ type: 'lag-stop' }, 'lag');
+  const metricsAfter = await fetchMetrics(registry.url);
+  const delta = (name: string) => metricValue(metricsAfter, name) - metricValue(metricsBefore, name);
+  const commits = {
+    batches: delta('webhook_registry_commit_batch_size_count'),
+    appends: delta('webhook_registry_commit_batch_size_sum'),
+    seconds: delta('webhook_registry_commit_duration_seconds_sum'),
+  };
+  const metricsLag = await scrapeLagMetric(registry.url);
+  log(`  bare ${fmt(barePost.rps)}/s, registry ${fmt(registrations.rps)}/s, p99 ${registrations.latencyMs.p99} ms, lag p99 ${fmt(lag.fromAppend.p99, 1)} ms`);
+
+  // 2c. idempotent replays
+  log(`[${elapsed()}] idempotent replays`);
+  const pool = await replayPool(registry.url, tokens.orgs, REPLAY_POOL);
+  const replays = await runLoad({ ...common, title: 'replays', url: registry.url, requests: replayRequests(pool), pids: pids() });
+  const replayCheck = await checkReplays(registry.url, pool);
+  log(`  registry ${fmt(replays.rps)}/s (${replayCheck}/20 sampled answers carried Idempotent-Replayed)`);
+  await registry.stop();
+
+  // 3. one million registrations
+  let million:
+    | {
+        seed: { count: number; seconds: number; rate: number };
+        rebuild: { events: number; seconds: number; rate: number };
+        rss: { maxMiB: number; hwmMiB: number; samples: number; startMiB: number };
+        lookups: LoadResult;
+        registrations: LoadResult;
+      }
+    | undefined;
+  if (!args.skipMillion) {
+    since = Date.now();
+    const grow = RSS_REGISTRATIONS - LOOKUP_REGISTRATIONS;
+    log(`[${elapsed()}] growing the log to ${fmt(RSS_REGISTRATIONS)} registrations (+${fmt(grow)})`);
+    const seedLarge = grow > 0 ? await seed(LOOKUP_REGISTRATIONS, grow) : { count: 0, seconds: 0, rate: 0 };
+    t('seedMillion', since);
+    since = Date.now();
+    log(`[${elapsed()}] rebuilding the read model over the whole log`);
+    const rebuildLarge = await rebuild();
+    t('rebuildMillion', since);
+    log(`  ${fmt(rebuildLarge.events)} events at ${fmt(rebuildLarge.rate)} events/s`);
+    since = Date.now();
+    registry = await startRegistry('1m');
+    t('startRegistryMillion', since);
+    const startMem = memoryOf(registry.pid);
+    log(`[${elapsed()}] RSS under lookups and registrations for ${RSS_SECONDS}s (started at ${fmt(startMem?.rss ?? 0)} MiB)`);
+    let maxRss = startMem?.rss ?? 0;
+    let samples = 0;
+    const sampler = setInterval(() => {
+      const m = memoryOf(registry.pid);
+      if (m) {
+        maxRss = Math.max(maxRss, m.rss);
+        samples += 1;
+      }
+    }, 100);
+    const lookupConnections = Math.max(1, Math.round(args.connections * 0.8));
+    const [lookupsLarge, registrationsLarge] = await Promise.all([
+      runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids: pids() }),
+      runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids: pids() }),
+    ]);
+    clearInterval(sampler);
+    const endMem = memoryOf(registry.pid);
+    await registry.stop();
+    million = {
+      seed: seedLarge,
+      rebuild: rebuildLarge,
+      rss: { maxMiB: maxRss, hwmMiB: endMem?.hwm ?? maxRss, samples, startMiB: startMem?.rss ?? 0 },
+      lookups: lookupsLarge,
+      registrations: registrationsLarge,
+    };
+    log(`  max RSS ${fmt(maxRss)} MiB (peak ${fmt(million.rss.hwmMiB)} MiB); lookups ${fmt(lookupsLarge.rps)}/s, registrations ${fmt(registrationsLarge.rps)}/s`);
+  }
+  await bare.stop();
+
+  // ---- report ----------------------------------------------------------------------------
+  const ratio = (a: number, b: number) => a / b;
+  const regRatio = ratio(registrations.rps, barePost.rps);
+  const regErrors = registrations.errors + registrations.timeouts + registrations.non2xx;
+  const replayRatio = ratio(replays.rps, barePost.rps);
+  const lookupRatio = ratio(lookups.rps, bareGet.rps);
+  const scaled = args.size < 1 ? ` (size ${args.size})` : '';
+  const figures: Figure[] = [
+    {
+      figure: '1. durable registrations/s (50 conn., unique keys, JWT, fsync)',
+      measured: `${fmt(registrations.rps)}/s`,
+      bare: `${fmt(barePost.rps)}/s`,
+      ratio: `${regRatio.toFixed(2)}×`,
+      target: '≥ 0.40×',
+      pass: regRatio >= 0.4,
+    },
+    { figure: '1. … errors', measured: fmt(regErrors), bare: fmt(barePost.errors + barePost.non2xx + barePost.timeouts), ratio: '', target: '0', pass: regErrors === 0 },
+    {
+      figure: '1. … p99 latency',
+      measured: `${fmt(registrations.latencyMs.p99)} ms`,
+      bare: `${fmt(barePost.latencyMs.p99)} ms`,
+      ratio: '',
+      target: '≤ 25 ms',
+      pass: registrations.latencyMs.p99 <= 25,
+    },
+    {
+      figure: '2. idempotent replays/s',
+      measured: `${fmt(replays.rps)}/s`,
+      bare: `${fmt(barePost.rps)}/s`,
+      ratio: `${replayRatio.toFixed(2)}×`,
+      target: '≥ 0.60×',
+      pass: replayRatio >= 0.6 && replays.non2xx + replays.errors === 0,
+    },
+    {
+      figure: `3. dispatch lookups/s at ${fmt(LOOKUP_REGISTRATIONS)} registrations (${fmt(sample.meanTargets, 1)} targets avg)`,
+      measured: `${fmt(lookups.rps)}/s`,
+      bare: `${fmt(bareGet.rps)}/s`,
+      ratio: `${lookupRatio.toFixed(2)}×`,
+      target: '≥ 0.50×',
+      pass: lookupRatio >= 0.5 && lookups.non2xx + lookups.errors === 0,
+    },
+    {
+      figure: `4. read-model rebuild (${fmt(rebuildSmall.events)} events)`,
+      measured: `${fmt(rebuildSmall.rate)} events/s`,
+      bare: '',
+      ratio: '',
+      target: '≥ 100,000 events/s',
+      pass: rebuildSmall.rate >= 100_000,
+    },
+    {
+      figure: '5. append → visible p99 under the registration load',
+      measured: `${fmt(lag.fromAppend.p99, 1)} ms`,
+      bare: '',
+      ratio: '',
+      target: '≤ 50 ms',
+      pass: lag.fromAppend.count > 0 && lag.fromAppend.p99 <= 50,
+    },
+  ];
+  if (million) {
+    figures.push({
+      figure: `6. RSS serving ${fmt(RSS_REGISTRATIONS)} registrations${scaled}`,
+      measured: `${fmt(million.rss.maxMiB)} MiB`,
+      bare: '',
+      ratio: '',
+      target: '≤ 300 MB',
+      pass: million.rss.maxMiB * 1.048576 <= 300,
+    });
+  }
+  const totalSeconds = (Date.now() - runStarted) / 1000;
+  const load1 = loadavg();
+  const notes = [
+    `Size ${args.size}: ${fmt(LOOKUP_REGISTRATIONS)} registrations for lookups, ${fmt(RSS_REGISTRATIONS)} for RSS; ${SECONDS}s measured per run after ${WARMUP}s warm-up; ${args.connections} connections; autocannon in the bench process (no workers), servers in child processes; Node ${process.version}.`,
+    `Seeding through the command handler: ${fmt(seedSmall.count)} in ${seedSmall.seconds.toFixed(1)}s (${fmt(seedSmall.rate)}/s)${million ? `, +${fmt(million.seed.count)} in ${million.seed.seconds.toFixed(1)}s (${fmt(million.seed.rate)}/s)` : ''}.`,
+    million
+      ? `Rebuild over the whole log: ${fmt(million.rebuild.events)} events in ${million.rebuild.seconds.toFixed(1)}s (${fmt(million.rebuild.rate)} events/s). At ${fmt(RSS_REGISTRATIONS)}: ${fmt(million.lookups.rps)} lookups/s and ${fmt(million.registrations.rps)} registrations/s together (p99 ${fmt(million.registrations.latencyMs.p99)} ms); RSS ${fmt(million.rss.startMiB)} MiB after start, max ${fmt(million.rss.maxMiB)} MiB over ${million.rss.samples} samples, peak (VmHWM) ${fmt(million.rss.hwmMiB)} MiB.`
+      : 'The 1 000 000-registration phase was skipped.',
+    `Append → visible: p50 ${fmt(lag.fromAppend.p50, 1)} ms, p99 ${fmt(lag.fromAppend.p99, 1)} ms, max ${fmt(lag.fromAppend.max, 1)} ms over ${fmt(lag.fromAppend.count)} events (from the append call to the projector's committed read-model transaction); from the request's occurredAt: p99 ${fmt(lag.fromOccurred.p99, 1)} ms.${metricsLag ? ` /metrics ${metricsLag.metric}: p99 ≤ ${metricsLag.p99Seconds === null ? '+Inf' : `${metricsLag.p99Seconds * 1000} ms`} over ${fmt(metricsLag.count)} events (whole server lifetime).` : ' /metrics not exposed.'}`,
+    `During the measured registrations the registry's event loop spent ${fmt((100 * lag.projector.seconds) / registrations.seconds)}% of the time in the projector's read-model transactions (${fmt(lag.projector.events)} events in ${fmt(lag.projector.batches)} batches, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event)${commits.batches > 0 ? ` and ${fmt((100 * commits.seconds) / registrations.seconds)}% in event-store group commits (${fmt(commits.batches)} commits of ${fmt(commits.appends / commits.batches, 1)} appends on average, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync)` : ''}.`,
+    `Replays: ${replayCheck}/20 sampled answers carried Idempotent-Replayed: true.`,
+    `Other processes used ${fmt(Math.max(bareGet.foreignCpuPercent, lookups.foreignCpuPercent, barePost.foreignCpuPercent, registrations.foreignCpuPercent, replays.foreignCpuPercent))}% of the machine's CPU at most during a measured run; load average ${load0.map((l) => l.toFixed(2)).join(' ')} before, ${load1.map((l) => l.toFixed(2)).join(' ')} after.`,
+    `Whole run: ${totalSeconds.toFixed(0)}s.`,
+  ];
+  const table = [
+    '| Figure | Measured | Bare fastify | Ratio | Target | Result |',
+    '|---|---:|---:|---:|---|---|',
+    ...figures.map((f) => `| ${f.figure} | ${f.measured} | ${f.bare} | ${f.ratio} | ${f.target} | ${f.pass === null ? '' : f.pass ? 'pass' : '**MISS**'} |`),
+  ].join('\n');
+  const markdown = `# Benchmark ${new Date(runStarted).toISOString()}\n\n${table}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
+  const json = {
+    startedAt: new Date(runStarted).toISOString(),
+    args,
+    node: process.version,
+    sizes: { lookupRegistrations: LOOKUP_REGISTRATIONS, rssRegistrations: RSS_REGISTRATIONS },
+    figures,
+    runs: { bareGet, lookups, barePost, registrations, replays },
+    dispatchSample: { meanTargets: sample.meanTargets, maxTargets: sample.maxTargets },
+    lag,
+    commits,
+    metricsLag: metricsLag ?? null,
+    seed: { lookupSet: seedSmall, million: million?.seed ?? null },
+    rebuild: { lookupSet: rebuildSmall, million: million?.rebuild ?? null },
+    million: million ?? null,
+    replayCheck,
+    timings,
+    loadAverage: { before: load0, after: load1 },
+    totalSeconds,
+  };
+  writeFileSync(path.join(resultsDir, `${stamp}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(path.join(resultsDir, `${stamp}.md`), markdown);
+  writeFileSync(path.join(resultsDir, 'latest.md'), markdown);
+  process.stdout.write(`\n${markdown}\nwritten to bench/results/${stamp}.{json,md} and bench/results/latest.md\n`);
+}
+
+try {
+  await main();
+} catch (error) {
+  log(`bench failed: ${(error as Error).stack ?? String(error)}`);
+  process.exitCode = 1;
+} finally {
+  cleanup();
+  clearTimeout(watchdog);
+}
