@@ -18,7 +18,7 @@ Interrupting it (Ctrl-C) leaves the live read model as it was.
 
   --progress         progress on stderr even when it is not a terminal
                      (a bar is drawn by default when stderr is a terminal)
-  --page-size <n>    events applied per transaction (default 2000)
+  --page-size <n>    events applied per transaction (default 10000)
 
 Uses the same environment as the server (DATA_DIR, EVENTSTORE_URL, MONGODB_URL).
 Exit status: 0 rebuilt, 2 bad usage.`;

@@ -113,11 +113,12 @@ export class WebhookCommands {
   async register(ctx: WriteContext, input: RegisterInput): Promise<WriteOutcome<RegistrationBody>> {
     const webhookId = webhookIdFor(ctx.organizationId, ctx.idempotencyKey);
     const keyHash = idempotencyKeyHash(ctx.organizationId, ctx.idempotencyKey);
-    const used = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
-    if (used !== null && used.webhookId !== webhookId) throw keyReused();
     const stream = webhookStreamName(webhookId);
+    // The stream first: a retry (the common reuse) is answered without the key index.
     const existing = await this.store.readStream(stream);
     if (existing.length > 0) return this.replayRegistration(ctx, existing);
+    const used = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
+    if (used !== null && used.webhookId !== webhookId) throw keyReused();
 
     const secret = input.secret ?? secretFromBytes(randomBytes(32));
     const context = { webhookId, organizationId: ctx.organizationId };

@@ -39,7 +39,7 @@ export async function rebuildReadModel(
       if (options.signal?.aborted) throw new Error('rebuild aborted');
       const page = await store.readAll({
         after: checkpoint === null ? undefined : decodePosition(checkpoint),
-        limit: options.pageSize ?? 2000,
+        limit: options.pageSize ?? 10_000,
       });
       if (page.length === 0) break;
       await target.applyBatch(page, checkpoint);
