@@ -1,5 +1,4 @@
 // `audit replay` and `audit verify`: the compliance tools (DESIGN.md §5).
-import { parseArgs } from 'node:util';
 import type Database from 'better-sqlite3';
 import type { Config } from '../config.ts';
 import { checkInstant, LogDamagedError, replayAsOf, ReplayAbortedError, type AuditWebhook } from '../audit/replay.ts';
@@ -14,6 +13,7 @@ import { closeCore, openStores, type Stores } from '../runtime.ts';
 import { SqliteEventStore } from '../stores/sqlite/sqliteEventStore.ts';
 import { SqliteReadModel } from '../stores/sqlite/sqliteReadModel.ts';
 import { AtomicFile } from './atomicFile.ts';
+import { PAGE_SIZE_PROBLEM, parseCommandOptions, parsePageSize, usageError } from './options.ts';
 import { createProgressBar } from './progress.ts';
 
 export const AUDIT_REPLAY_HELP = `usage: audit replay --as-of <instant> [--org <id>] [--out <file>] [--progress] [--page-size <n>]
@@ -64,19 +64,7 @@ Uses the same environment as the server (DATA_DIR, EVENTSTORE_URL, MONGODB_URL).
 Exit status: 0 intact, 1 damage found, 2 bad usage.`;
 
 const EXIT_DAMAGE = 1;
-const EXIT_USAGE = 2;
 const EXIT_INTERRUPTED = 130;
-
-function usageError(command: string, message: string, help: string): number {
-  process.stderr.write(`${command}: ${message}\n\n${help}\n`);
-  return EXIT_USAGE;
-}
-
-function parsePageSize(text: string | undefined): number | undefined | 'invalid' {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  return /^\d+$/.test(text) && Number.isSafeInteger(n) && n >= 1 && n <= 100_000 ? n : 'invalid';
-}
 
 function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -103,33 +91,20 @@ async function writeLines(
 }
 
 export async function auditReplayCommand(config: Config, argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        'as-of': { type: 'string' },
-        org: { type: 'string' },
-        out: { type: 'string' },
-        progress: { type: 'boolean' },
-        'page-size': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    return usageError('audit replay', (error as Error).message, AUDIT_REPLAY_HELP);
-  }
-  if (values.help) {
-    process.stdout.write(`${AUDIT_REPLAY_HELP}\n`);
-    return 0;
-  }
+  const parsed = parseCommandOptions('audit replay', AUDIT_REPLAY_HELP, argv, {
+    'as-of': { type: 'string' },
+    org: { type: 'string' },
+    out: { type: 'string' },
+    progress: { type: 'boolean' },
+    'page-size': { type: 'string' },
+  });
+  if ('exit' in parsed) return parsed.exit;
+  const { values } = parsed;
   if (values['as-of'] === undefined) return usageError('audit replay', '--as-of is required', AUDIT_REPLAY_HELP);
   const checked = checkInstant(values['as-of'], new Date());
   if ('problem' in checked) return usageError('audit replay', `--as-of ${checked.message}`, AUDIT_REPLAY_HELP);
   const pageSize = parsePageSize(values['page-size']);
-  if (pageSize === 'invalid') return usageError('audit replay', '--page-size must be a whole number from 1 to 100000', AUDIT_REPLAY_HELP);
+  if (pageSize === 'invalid') return usageError('audit replay', PAGE_SIZE_PROBLEM, AUDIT_REPLAY_HELP);
   if (values.org === '') return usageError('audit replay', '--org must not be empty', AUDIT_REPLAY_HELP);
 
   const controller = new AbortController();
@@ -189,28 +164,15 @@ export async function auditReplayCommand(config: Config, argv: string[]): Promis
 }
 
 export async function auditVerifyCommand(config: Config, argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        json: { type: 'boolean' },
-        progress: { type: 'boolean' },
-        'page-size': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    return usageError('audit verify', (error as Error).message, AUDIT_VERIFY_HELP);
-  }
-  if (values.help) {
-    process.stdout.write(`${AUDIT_VERIFY_HELP}\n`);
-    return 0;
-  }
+  const parsed = parseCommandOptions('audit verify', AUDIT_VERIFY_HELP, argv, {
+    json: { type: 'boolean' },
+    progress: { type: 'boolean' },
+    'page-size': { type: 'string' },
+  });
+  if ('exit' in parsed) return parsed.exit;
+  const { values } = parsed;
   const pageSize = parsePageSize(values['page-size']);
-  if (pageSize === 'invalid') return usageError('audit verify', '--page-size must be a whole number from 1 to 100000', AUDIT_VERIFY_HELP);
+  if (pageSize === 'invalid') return usageError('audit verify', PAGE_SIZE_PROBLEM, AUDIT_VERIFY_HELP);
 
   const stores = await openStores(config);
   const forced = values.progress === true;

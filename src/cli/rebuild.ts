@@ -1,10 +1,10 @@
 // `projections rebuild`: rebuilds the read model from the event log beside the
 // live one and switches to it in one step (src/projections/rebuild.ts).
-import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
 import { rebuildReadModel } from '../projections/rebuild.ts';
 import { closeCore, openStores } from '../runtime.ts';
 import { SqliteEventStore } from '../stores/sqlite/sqliteEventStore.ts';
+import { EXIT_USAGE, PAGE_SIZE_PROBLEM, parseCommandOptions, parsePageSize } from './options.ts';
 import { createProgressBar } from './progress.ts';
 
 export const PROJECTIONS_REBUILD_HELP = `usage: projections rebuild [--progress] [--page-size <n>]
@@ -24,31 +24,17 @@ Uses the same environment as the server (DATA_DIR, EVENTSTORE_URL, MONGODB_URL).
 Exit status: 0 rebuilt, 2 bad usage.`;
 
 export async function projectionsRebuildCommand(config: Config, argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        progress: { type: 'boolean' },
-        'page-size': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    process.stderr.write(`projections rebuild: ${(error as Error).message}\n\n${PROJECTIONS_REBUILD_HELP}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${PROJECTIONS_REBUILD_HELP}\n`);
-    return 0;
-  }
-  const pageText = values['page-size'];
-  const pageSize = pageText === undefined ? undefined : Number(pageText);
-  if (pageSize !== undefined && (!/^\d+$/.test(pageText ?? '') || pageSize < 1 || pageSize > 100_000)) {
-    process.stderr.write(`projections rebuild: --page-size must be a whole number from 1 to 100000\n`);
-    return 2;
+  const parsed = parseCommandOptions('projections rebuild', PROJECTIONS_REBUILD_HELP, argv, {
+    progress: { type: 'boolean' },
+    'page-size': { type: 'string' },
+  });
+  if ('exit' in parsed) return parsed.exit;
+  const { values } = parsed;
+  const pageSize = parsePageSize(values['page-size']);
+  if (pageSize === 'invalid') {
+    // Unlike the audit commands, without the help text after it.
+    process.stderr.write(`projections rebuild: ${PAGE_SIZE_PROBLEM}\n`);
+    return EXIT_USAGE;
   }
 
   const stores = await openStores(config);
