@@ -76,6 +76,12 @@ export class MethodNotAllowedError extends ProblemError {
   readonly title = 'Method not allowed';
 }
 
+export class ConcurrentWriteError extends ProblemError {
+  readonly status = 409;
+  readonly kind = 'concurrent-write';
+  readonly title = 'The webhook is being changed by other requests';
+}
+
 export class PreconditionFailedError extends ProblemError {
   readonly status = 412;
   readonly kind = 'precondition-failed';

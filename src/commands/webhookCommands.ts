@@ -14,6 +14,7 @@ import {
   type WebhookState,
 } from '../domain/webhook.ts';
 import {
+  ConcurrentWriteError,
   IdempotencyKeyExpiredError,
   IdempotencyKeyReusedError,
   NotFoundError,
@@ -90,7 +91,8 @@ export interface RotationResult {
   readonly previousSecretExpiresAt: string;
 }
 
-const MAX_ATTEMPTS = 5;
+/** Group commit lets one append per stream win per batch, so heavy contention needs a few rounds. */
+const MAX_ATTEMPTS = 10;
 /** Key claims kept in memory; each is needed only until the projector indexes its key (milliseconds). */
 const MAX_KEY_CLAIMS = 10_000;
 
@@ -259,7 +261,8 @@ export class WebhookCommands {
           position: appended.position,
         };
       } catch (error) {
-        if (!(error instanceof StreamConflictError) || attempt + 1 >= MAX_ATTEMPTS) throw error;
+        if (!(error instanceof StreamConflictError)) throw error;
+        if (attempt + 1 >= MAX_ATTEMPTS) throw contended();
       }
     }
   }
@@ -316,7 +319,8 @@ export class WebhookCommands {
           ];
           return { result: handler.result(after, after.length - 1), replayed: false, position: appended.position };
         } catch (error) {
-          if (!(error instanceof StreamConflictError) || attempt + 1 >= MAX_ATTEMPTS) throw error;
+          if (!(error instanceof StreamConflictError)) throw error;
+        if (attempt + 1 >= MAX_ATTEMPTS) throw contended();
           // Another write landed first; reload and decide again (it may be our own key's twin).
         }
       }
@@ -384,6 +388,12 @@ function checkReplay(event: RecordedEvent, ctx: WriteContext): void {
   if (ctx.now.getTime() - Date.parse(event.metadata.occurredAt) > IDEMPOTENCY_WINDOW_MS) {
     throw new IdempotencyKeyExpiredError('this Idempotency-Key expired; use a new key');
   }
+}
+
+function contended(): ConcurrentWriteError {
+  return new ConcurrentWriteError('Too many concurrent changes to this webhook; retry with the same Idempotency-Key.', {
+    headers: { 'retry-after': '1' },
+  });
 }
 
 function keyReused(): IdempotencyKeyReusedError {

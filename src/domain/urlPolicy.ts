@@ -43,7 +43,7 @@ export function checkWebhookUrl(raw: string, options: UrlPolicyOptions): string 
     return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : 'must use https';
   }
   if (url.protocol !== 'https:') return 'must use https';
-  const host = url.hostname.toLowerCase().replace(/\.$/, '');
+  const host = url.hostname.toLowerCase().replace(/\.+$/, '');
   if (host === '') return 'must have a host';
   if (host.startsWith('[') && host.endsWith(']')) return checkIp(host.slice(1, -1));
   // ipaddr.js's IPv4 check is costly (it parses by trial), so only hosts made of

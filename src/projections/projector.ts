@@ -25,6 +25,9 @@ export interface ProjectorOptions {
   readonly onBatch?: (events: readonly RecordedEvent[]) => void;
 }
 
+/** How often an idle projector checks whether its checkpoint was moved elsewhere. */
+const CHECKPOINT_WATCH_MS = 1000;
+
 interface Waiter {
   readonly position: Position;
   readonly resolve: (reached: boolean) => void;
@@ -89,18 +92,44 @@ export class Projector {
   private async run(signal: AbortSignal): Promise<void> {
     let backoffMs = 100;
     while (!signal.aborted) {
+      // One subscription per round; a round ends when the stored checkpoint moved
+      // under us (a rebuild switched tables), so we resume from the stored one.
+      const round = new AbortController();
+      const endRound = (): void => round.abort();
+      signal.addEventListener('abort', endRound, { once: true });
+      let watcher: NodeJS.Timeout | undefined;
       try {
         let checkpoint = await this.readModel.checkpoint();
+        let applying = false;
         this.advance(checkpoint);
+        // The compare-and-set only catches a moved checkpoint when a batch arrives;
+        // an idle projector looks for itself, so a rebuild's swap is never missed.
+        watcher = setInterval(() => {
+          if (applying) return;
+          this.readModel.checkpoint().then(
+            (stored) => {
+              if (!applying && stored !== checkpoint) round.abort();
+            },
+            () => undefined,
+          );
+        }, CHECKPOINT_WATCH_MS);
         for await (const batch of this.store.subscribe({
           after: checkpoint === null ? undefined : decodePosition(checkpoint),
-          signal,
+          signal: round.signal,
         })) {
-          await this.readModel.applyBatch(batch, checkpoint);
-          checkpoint = encodePosition(batch[batch.length - 1]!.position);
+          applying = true;
+          try {
+            await this.readModel.applyBatch(batch, checkpoint);
+            checkpoint = encodePosition(batch[batch.length - 1]!.position);
+          } finally {
+            applying = false;
+          }
           this.advance(checkpoint);
           this.options.onBatch?.(batch);
           backoffMs = 100;
+        }
+        if (round.signal.aborted && !signal.aborted) {
+          this.options.logger.info({}, 'projector checkpoint moved elsewhere; resuming from the stored one');
         }
       } catch (error) {
         if (signal.aborted) break;
@@ -111,6 +140,9 @@ export class Projector {
         this.options.logger.error({ err: error }, 'projector failed; retrying');
         await sleep(backoffMs, undefined, { signal }).catch(() => undefined);
         backoffMs = Math.min(backoffMs * 2, 5000);
+      } finally {
+        clearInterval(watcher);
+        signal.removeEventListener('abort', endRound);
       }
     }
   }

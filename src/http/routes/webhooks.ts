@@ -89,6 +89,11 @@ function requireKey(request: FastifyRequest): string {
   return key;
 }
 
+/** The body with duplicate partner ids removed (first occurrence kept), as it is fingerprinted and stored. */
+function withUniquePartners<B extends { partnerIds?: string[] | null | undefined }>(body: B): B {
+  return body.partnerIds ? { ...body, partnerIds: [...new Set(body.partnerIds)] } : body;
+}
+
 function checkPartners(request: FastifyRequest, partnerIds: readonly string[] | null | undefined): void {
   if (!partnerIds) return;
   const authorized = new Set(principalOf(request).partnerIds);
@@ -136,8 +141,8 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       response: { 201: registeredResponse, ...errors(400, 401, 403, 413, 415, 422, 429, 503) },
     },
     handler: async (request, reply) => {
-      const body = request.body;
-      checkPartners(request, body.partnerIds);
+      checkPartners(request, request.body.partnerIds);
+      const body = withUniquePartners(request.body);
       const ctx = writeContext(request, body);
       const outcome = await commands.register(ctx, {
         url: body.url,
@@ -213,11 +218,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       params: webhookIdParams,
       headers: idempotencyHeader.extend(ifMatchHeader.shape),
       body: schemas.updateBody,
-      response: { 200: webhookResponse, ...errors(400, 401, 403, 404, 412, 413, 415, 422, 429, 503) },
+      response: { 200: webhookResponse, ...errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 503) },
     },
     handler: async (request, reply) => {
-      const body = request.body;
-      checkPartners(request, body.partnerIds);
+      checkPartners(request, request.body.partnerIds);
+      const body = withUniquePartners(request.body);
       const ctx = writeContext(request, body);
       const outcome = await commands.update(
         ctx,
@@ -238,7 +243,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       tags: ['webhooks'],
       params: webhookIdParams,
       headers: idempotencyHeader.extend(ifMatchHeader.shape),
-      response: { 204: z.null().meta({ description: 'Deleted.' }), ...errors(400, 401, 403, 404, 412, 422, 429, 503) },
+      response: { 204: z.null().meta({ description: 'Deleted.' }), ...errors(400, 401, 403, 404, 409, 412, 422, 429, 503) },
     },
     handler: async (request, reply) => {
       const ctx = writeContext(request, null);
@@ -257,7 +262,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       params: webhookIdParams,
       headers: idempotencyHeader,
       body: z.preprocess((b) => b ?? {}, schemas.rotateBody),
-      response: { 200: rotateResponse, ...errors(400, 401, 403, 404, 413, 415, 422, 429, 503) },
+      response: { 200: rotateResponse, ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
     },
     handler: async (request, reply) => {
       const body = request.body;

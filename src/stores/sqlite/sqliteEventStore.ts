@@ -43,6 +43,7 @@ interface EventRow {
 }
 
 const SUBSCRIPTION_PAGE = 1000;
+const CROSS_PROCESS_POLL_MS = 200;
 
 export class SqliteEventStore implements EventStore {
   private readonly db: Database.Database;
@@ -178,13 +179,18 @@ export class SqliteEventStore implements EventStore {
     }
   }
 
+  /** Resolves at the next commit of this process, or after a short poll interval for commits of others. */
   private nextCommit(signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
+        clearTimeout(poll);
         this.waiters.delete(done);
         signal.removeEventListener('abort', done);
         resolve();
       };
+      // Another process (a separate API or projector on the same file) commits
+      // without waking us, so a live subscription also polls.
+      const poll = setTimeout(done, CROSS_PROCESS_POLL_MS);
       this.waiters.add(done);
       signal.addEventListener('abort', done, { once: true });
     });
