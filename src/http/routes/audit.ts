@@ -4,7 +4,6 @@
 //  - GET /internal/v1/audit/webhooks: the state of every webhook at a past
 //    instant, rebuilt from the log alone (webhooks:audit).
 // Neither ever shows a signing secret, not even its ciphertext.
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -14,6 +13,7 @@ import { InternalError, NotFoundError, ValidationError } from '../../errors.ts';
 import { SCOPES } from '../../identity/principal.ts';
 import { decodePosition, encodePosition, webhookStreamName, type EventStore, type Position } from '../../stores/eventStore.ts';
 import { principalOf } from '../auth.ts';
+import { openCursor, signCursor } from '../cursor.ts';
 import { problem, timestamp, webhookIdParams, webhookStatus } from '../schemas.ts';
 
 export interface AuditRouteDeps {
@@ -113,33 +113,21 @@ class AuditCursorCodec {
   constructor(private readonly key: Buffer) {}
 
   encode(c: AuditCursor): string {
-    const body = Buffer.from(JSON.stringify([c.asOf, c.org, c.until, c.afterId])).toString('base64url');
-    return `${body}.${this.sign(body)}`;
+    return signCursor(this.key, 'audit-cursor', [c.asOf, c.org, c.until, c.afterId]);
   }
 
   decode(text: string): AuditCursor {
-    const [body, mac, extra] = text.split('.');
-    if (body && mac && extra === undefined) {
-      const expected = Buffer.from(this.sign(body));
-      const given = Buffer.from(mac);
-      if (expected.length === given.length && timingSafeEqual(expected, given)) {
-        const v = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as unknown;
-        if (
-          Array.isArray(v) &&
-          typeof v[0] === 'string' &&
-          (v[1] === null || typeof v[1] === 'string') &&
-          typeof v[2] === 'string' &&
-          typeof v[3] === 'string'
-        ) {
-          return { asOf: v[0], org: v[1] as string | null, until: v[2], afterId: v[3] };
-        }
-      }
+    const v = openCursor(this.key, 'audit-cursor', text);
+    if (
+      v &&
+      typeof v[0] === 'string' &&
+      (v[1] === null || typeof v[1] === 'string') &&
+      typeof v[2] === 'string' &&
+      typeof v[3] === 'string'
+    ) {
+      return { asOf: v[0], org: v[1], until: v[2], afterId: v[3] };
     }
     throw invalidCursor('is not a cursor this server issued');
-  }
-
-  private sign(body: string): string {
-    return createHmac('sha256', this.key).update('audit-cursor:').update(body).digest('base64url').slice(0, 22);
   }
 }
 
