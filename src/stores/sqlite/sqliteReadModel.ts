@@ -262,30 +262,14 @@ class ViewTables {
 
   /** Writes the view of a webhook not stored yet; false (and nothing written) when it is stored. */
   private insertNew(view: WebhookView): boolean {
-    const inserted = this.s.insertNew.run(
-      view.id,
-      view.organizationId,
-      view.createdAt,
-      view.status,
-      view.deleted ? 1 : 0,
-      view.revision,
-      JSON.stringify(view),
-    );
+    const inserted = this.s.insertNew.run(...viewRow(view));
     if (inserted.changes === 0) return false;
     this.writeIndexes(null, view);
     return true;
   }
 
   private write(previous: WebhookView | null, view: WebhookView): void {
-    this.s.upsert.run(
-      view.id,
-      view.organizationId,
-      view.createdAt,
-      view.status,
-      view.deleted ? 1 : 0,
-      view.revision,
-      JSON.stringify(view),
-    );
+    this.s.upsert.run(...viewRow(view));
     this.writeIndexes(previous, view);
   }
 
@@ -393,6 +377,11 @@ function dispatchable(view: WebhookView): boolean {
 function sameDispatch(a: WebhookView | null, b: WebhookView): boolean {
   if (a === null || !dispatchable(a)) return !dispatchable(b);
   return dispatchable(b) && sameStrings(a.events, b.events) && sameStrings(a.effectivePartnerIds, b.effectivePartnerIds);
+}
+
+/** The `webhooks` row of a view, in column order. */
+function viewRow(view: WebhookView): [string, string, string, string, number, number, string] {
+  return [view.id, view.organizationId, view.createdAt, view.status, view.deleted ? 1 : 0, view.revision, JSON.stringify(view)];
 }
 
 function samePatterns(a: WebhookView | null, b: WebhookView): boolean {
