@@ -11,28 +11,13 @@ import {
   type TestRegistry,
   type TestResponse,
 } from '../support/registry.ts';
+import type { ProblemBody, RegistrationBody } from '../support/webhookApi.ts';
 
 /** Typed asymmetric matcher (expect.any returns `any`). */
 const anyString: unknown = expect.any(String);
 
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  errors?: { pointer: string; detail: string }[];
-}
-
-interface Registered {
-  id: string;
-  url: string;
-  events: string[];
-  status: string;
-  createdAt: string;
-  updatedAt: string;
-  partnerIds?: string[];
-  secret: string;
-}
+type Problem = ProblemBody;
+type Registered = RegistrationBody;
 
 type WebhookView = Omit<Registered, 'secret'> & { secret?: unknown };
 
