@@ -218,7 +218,10 @@ export class MongoReadModel implements ReadModel {
       }
     }
 
-    const next = encodePosition(events[events.length - 1]!.position);
+    // Never backwards: re-applying an already-applied batch must not rewind the
+    // checkpoint (encoded positions are fixed-width, so text order is log order).
+    const last = encodePosition(events[events.length - 1]!.position);
+    const next = expected !== null && expected > last ? expected : last;
     if (expected === null) {
       try {
         // `value: null` also matches a missing document, which the upsert then creates;
