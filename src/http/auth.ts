@@ -9,8 +9,8 @@
 // so a route that forgets `organization: true` does not open tenant data to
 // organization-less tokens.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ForbiddenError, ServiceUnavailableError, UnauthorizedError } from '../errors.ts';
-import { IdentityProviderUnavailableError, SCOPES, type Principal, type Scope } from '../identity/principal.ts';
+import { ForbiddenError, UnauthorizedError } from '../errors.ts';
+import { SCOPES, type Principal, type Scope } from '../identity/principal.ts';
 import type { TokenVerifier } from '../identity/tokenVerifier.ts';
 
 declare module 'fastify' {
@@ -31,7 +31,7 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 /** Scopes that act across organizations: the only way in for a token without an organization. */
 const CROSS_ORGANIZATION_SCOPES: ReadonlySet<Scope> = new Set([SCOPES.dispatch, SCOPES.audit]);
 
-const BEARER_REALM = 'Bearer realm="webhooks"';
+export const BEARER_REALM = 'Bearer realm="webhooks"';
 
 export function registerAuth(app: FastifyInstance, verifier: TokenVerifier, afterAuth?: (request: FastifyRequest) => void): void {
   app.decorateRequest('principal', null);
@@ -45,19 +45,8 @@ export function registerAuth(app: FastifyInstance, verifier: TokenVerifier, afte
         headers: { 'www-authenticate': `${BEARER_REALM}, error="invalid_token", error_description="missing bearer token"` },
       });
     }
-    let principal: Principal;
-    try {
-      principal = await verifier.verify(match[1]);
-    } catch (error) {
-      if (error instanceof IdentityProviderUnavailableError) {
-        // An outage, never a 401: the token may be fine. The cause (never the token) goes to the log.
-        request.log.warn({ err: error.cause ?? error }, error.message);
-        throw new ServiceUnavailableError('The identity provider cannot be reached to verify the token; retry shortly.', {
-          headers: { 'retry-after': String(error.retryAfterSeconds) },
-        });
-      }
-      throw error;
-    }
+    // An identity-provider outage propagates as IdentityProviderUnavailableError: 503, never 401 (problems.ts).
+    const principal = await verifier.verify(match[1]);
     request.principal = principal;
     const granted = scopes.filter((s) => principal.scopes.has(s));
     if (granted.length === 0) {

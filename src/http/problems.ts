@@ -17,6 +17,7 @@ import {
   type FieldError,
 } from '../errors.ts';
 import { IdentityProviderUnavailableError, InvalidTokenError } from '../identity/principal.ts';
+import { BEARER_REALM } from './auth.ts';
 import { StoreUnavailableError } from '../stores/eventStore.ts';
 import { WebhookNotFoundError } from '../domain/webhook.ts';
 
@@ -58,12 +59,13 @@ export function toProblem(error: unknown): ProblemError {
   }
   if (error instanceof InvalidTokenError) {
     return new UnauthorizedError(error.message, {
-      headers: { 'www-authenticate': `Bearer realm="webhooks", error="invalid_token", error_description="${error.message}"` },
+      headers: { 'www-authenticate': `${BEARER_REALM}, error="invalid_token", error_description="${error.message}"` },
     });
   }
   if (error instanceof IdentityProviderUnavailableError) {
+    // An outage, never a 401: the token may be fine.
     return new ServiceUnavailableError('The identity provider cannot be reached to verify the token; retry shortly.', {
-      headers: { 'retry-after': '5' },
+      headers: { 'retry-after': String(error.retryAfterSeconds) },
     });
   }
   if (error instanceof StoreUnavailableError) {
@@ -117,7 +119,10 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, proble
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const problem = toProblem(error);
-    if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    if (error instanceof IdentityProviderUnavailableError) {
+      // Expected during an outage: the cause (never the token) at warn level.
+      request.log.warn({ err: error.cause ?? error }, error.message);
+    } else if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
     else if (problem instanceof MalformedRequestError || problem instanceof IdempotencyKeyInvalidError)
       request.log.info({ code: (error as FastifyError).code, status: problem.status }, problem.message);
     return sendProblem(request, reply, problem);
