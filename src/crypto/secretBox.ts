@@ -7,7 +7,7 @@ import type { EncryptedSecret } from '../domain/webhook.ts';
 
 const TAG_BYTES = 16;
 /** Decrypted secrets kept for dispatch lookups and replays (a GCM decipher costs 5–20 µs). */
-const PLAINTEXT_CACHE_SIZE = 10_000;
+const PLAINTEXT_CACHE_SIZE = 100_000;
 
 export class SecretBox {
   private readonly byId: ReadonlyMap<string, Buffer>;

@@ -2,7 +2,7 @@
 // partner?" — as a function, used by the HTTP route and exported for
 // in-process dispatchers. Secrets are decrypted here, only for ACTIVE targets.
 import type { SecretBox } from '../crypto/secretBox.ts';
-import type { ReadModel, WebhookView } from '../stores/readModel.ts';
+import type { DispatchView, ReadModel } from '../stores/readModel.ts';
 
 export interface DispatchTarget {
   readonly id: string;
@@ -23,7 +23,7 @@ export function createDispatchLookup(readModel: ReadModel, secrets: SecretBox, n
   };
 }
 
-function toTarget(view: WebhookView, secrets: SecretBox, at: number): DispatchTarget {
+function toTarget(view: DispatchView, secrets: SecretBox, at: number): DispatchTarget {
   const context = { webhookId: view.id, organizationId: view.organizationId };
   const valid = [secrets.decrypt(view.secret, context)];
   if (view.previousSecret && view.previousSecretExpiresAt && Date.parse(view.previousSecretExpiresAt) > at) {

@@ -2,7 +2,6 @@
 // own, no process concerns (those live in src/main.ts). Tests build it over
 // real stores in a temp folder.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { createSerializerCompiler } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import type { ZodType } from 'zod';
 import type { EventTypeCatalog } from '../domain/eventTypes.ts';
@@ -18,6 +17,7 @@ import { Metrics, registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { RequestValidationError, registerProblemHandlers, sendProblem } from './problems.ts';
 import { setUpRateLimit } from './rateLimit.ts';
+import { serializerCompiler } from './serializer.ts';
 import type { ReadYourWrites } from './readYourWrites.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerDispatchRoutes } from './routes/dispatch.ts';
@@ -84,7 +84,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const result = (schema as ZodType).safeParse(data, { reportInput: true });
     return result.success ? { value: result.data } : { error: new RequestValidationError(result.error.issues) };
   });
-  app.setSerializerCompiler(createSerializerCompiler());
+  app.setSerializerCompiler(serializerCompiler);
   // Bodies are JSON only: without fastify's default text/plain parser any other
   // media type is a 415 on every route.
   app.removeContentTypeParser('text/plain');

@@ -8,6 +8,27 @@ import type { WebhookView } from '../projections/webhookView.ts';
 
 export type { WebhookView } from '../projections/webhookView.ts';
 
+/**
+ * The part of a webhook's view a dispatcher needs. Stores keep it beside the
+ * dispatch index, so a lookup reads only its own rows, not whole views.
+ */
+export type DispatchView = Pick<
+  WebhookView,
+  'id' | 'organizationId' | 'url' | 'events' | 'secret' | 'previousSecret' | 'previousSecretExpiresAt'
+>;
+
+export function toDispatchView(view: WebhookView): DispatchView {
+  return {
+    id: view.id,
+    organizationId: view.organizationId,
+    url: view.url,
+    events: view.events,
+    secret: view.secret,
+    previousSecret: view.previousSecret,
+    previousSecretExpiresAt: view.previousSecretExpiresAt,
+  };
+}
+
 /** An Idempotency-Key use recorded in the log, indexed for cross-resource reuse checks. */
 export interface IdempotencyKeyEntry {
   readonly organizationId: string;
@@ -56,8 +77,11 @@ export interface ReadModel {
   getWebhook(id: string): Promise<WebhookView | null>;
   /** Live (not deleted) webhooks of one organization ordered by (createdAt, id). */
   listWebhooks(query: ListQuery): Promise<WebhookView[]>;
-  /** ACTIVE, live webhooks with a pattern matching `eventType` whose partner filter admits `partnerId`. */
-  dispatchTargets(eventType: string, partnerId: string): Promise<WebhookView[]>;
+  /**
+   * ACTIVE, live webhooks with a pattern matching `eventType` whose partner
+   * filter admits `partnerId`, ordered by id: only what a dispatcher needs.
+   */
+  dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]>;
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null>;
   /** Every stored webhook, tombstones included, ordered by id (for audits and rebuild checks). */
   allWebhooks(): AsyncIterable<WebhookView>;

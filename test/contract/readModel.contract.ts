@@ -16,6 +16,7 @@ import {
 import {
   CheckpointConflictError,
   ProjectionGapError,
+  toDispatchView,
   type IdempotencyKeyEntry,
   type ReadModel,
   type WebhookView,
@@ -205,8 +206,8 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
-const idsOf = (views: readonly WebhookView[]): string[] => views.map((v) => v.id);
-const sortedIds = (views: readonly WebhookView[]): string[] => idsOf(views).sort();
+const idsOf = (views: readonly { readonly id: string }[]): string[] => views.map((v) => v.id);
+const sortedIds = (views: readonly { readonly id: string }[]): string[] => idsOf(views).sort();
 
 // ---- the contract ---------------------------------------------------------------------
 
@@ -576,8 +577,8 @@ export function readModelContract(name: string, factory: ReadModelFactory): void
         const events = await seed();
         const refs = reference(events);
         const p1 = await rm.dispatchTargets(EXACT, P1);
-        expect(sortedIds(p1)).toEqual([wid(1), wid(2), wid(3), wid(4)]);
-        for (const view of p1) expect(view).toEqual(refs.get(view.id));
+        expect(idsOf(p1)).toEqual([wid(1), wid(2), wid(3), wid(4)].sort());
+        for (const view of p1) expect(view).toEqual(toDispatchView(refs.get(view.id)!));
         expect(sortedIds(await rm.dispatchTargets(EXACT, P2))).toEqual([wid(1), wid(2), wid(3), wid(5)]);
         expect(sortedIds(await rm.dispatchTargets(EXACT, P3))).toEqual([wid(6)]);
         expect(await rm.dispatchTargets(EXACT, randomUUID())).toEqual([]);
@@ -612,6 +613,22 @@ export function readModelContract(name: string, factory: ReadModelFactory): void
         expect(target?.secret).toEqual(secret(`${wid(1)}-1`));
         expect(target?.previousSecret).toEqual(secret(`${wid(1)}-0`));
         expect(target?.previousSecretExpiresAt).toBe(at(5 + 60 * 24));
+      });
+
+      it('answers with the current URL, patterns and secrets after every change', async () => {
+        const events = await seed();
+        const more = await applyAll([
+          log.record(updated(wid(1), { url: 'https://moved.example.com/hook', events: [EXACT, 'kyc.*'] }, 2)),
+          log.record(rotated(wid(4), 3, 1)),
+          log.record(rotated(wid(4), 4, 2)),
+        ]);
+        const refs = reference([...events, ...more]);
+        const p1 = await rm.dispatchTargets(EXACT, P1);
+        // One entry per webhook even when two of its patterns match.
+        expect(idsOf(p1)).toEqual([wid(1), wid(2), wid(3), wid(4)].sort());
+        for (const view of p1) expect(view).toEqual(toDispatchView(refs.get(view.id)!));
+        expect(p1.find((x) => x.id === wid(1))?.url).toBe('https://moved.example.com/hook');
+        expect(p1.find((x) => x.id === wid(4))?.secret).toEqual(secret(`${wid(4)}-2`));
       });
     });
 

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../../src/catalog.ts';
 import { EVENTS_FILE, READ_MODEL_FILE } from '../../src/runtime.ts';
@@ -36,7 +37,7 @@ async function snapshot(model: SqliteReadModel, log: readonly RecordedEvent[]): 
   const types = [...loadCatalog().types.map((t) => t.name), ...EXTRA_TYPES];
   for (const type of types) {
     for (const partner of PARTNERS) {
-      dispatch[`${type} ${partner}`] = (await model.dispatchTargets(type, partner)).map((v) => `${v.id}@${v.revision}`);
+      dispatch[`${type} ${partner}`] = (await model.dispatchTargets(type, partner)).map((v) => JSON.stringify(v));
     }
   }
   const keys: Record<string, unknown> = {};
@@ -221,6 +222,27 @@ describe('applying events twice changes nothing', () => {
       null,
     );
     expect(await snapshot(model, log)).toEqual(reference);
+  });
+
+  it.each([
+    ['without a dispatch index', 'DROP TABLE webhook_dispatch'],
+    [
+      'with the dispatch index of ids only',
+      `DROP TABLE webhook_dispatch;
+       CREATE TABLE webhook_dispatch (partner_id TEXT NOT NULL, pattern TEXT NOT NULL, webhook_id TEXT NOT NULL,
+         PRIMARY KEY (partner_id, pattern, webhook_id)) WITHOUT ROWID;`,
+    ],
+  ])('a read model file written by an earlier version (%s) is migrated on open and answers the same', async (_, downgrade) => {
+    const file = path.join(scratch, `rm-${randomUUID()}.sqlite`);
+    const model = openSqliteReadModel({ path: file });
+    await model.applyBatch(log, null);
+    await model.close();
+    const raw = new Database(file);
+    raw.exec(downgrade);
+    raw.close();
+    const reopened = openSqliteReadModel({ path: file });
+    models.push(reopened);
+    expect(await snapshot(reopened, log)).toEqual(reference);
   });
 
   it('a stale expected checkpoint is refused and leaves everything as it was', async () => {

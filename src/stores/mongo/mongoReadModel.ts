@@ -44,6 +44,8 @@ import { encodePosition, StoreUnavailableError, WEBHOOK_STREAM_PREFIX, type Reco
 import {
   CheckpointConflictError,
   ProjectionGapError,
+  toDispatchView,
+  type DispatchView,
   type IdempotencyKeyEntry,
   type ListQuery,
   type ReadModel,
@@ -336,7 +338,7 @@ export class MongoReadModel implements ReadModel {
     });
   }
 
-  dispatchTargets(eventType: string, partnerId: string): Promise<WebhookView[]> {
+  dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
     return this.guard('look up dispatch targets', async () => {
       const docs = await this.webhooks(await this.activeVersion())
         .find({
@@ -347,7 +349,7 @@ export class MongoReadModel implements ReadModel {
         })
         .sort({ _id: 1 })
         .toArray();
-      return docs.map(toView);
+      return docs.map((doc) => toDispatchView(toView(doc)));
     });
   }
 

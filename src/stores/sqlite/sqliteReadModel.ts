@@ -17,9 +17,11 @@ import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, type WebhookView } from '../../projections/webhookView.ts';
+import type { EncryptedSecret } from '../../domain/webhook.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
+  type DispatchView,
   type IdempotencyKeyEntry,
   type ListQuery,
   type ReadModel,
@@ -89,12 +91,9 @@ function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 's
       webhook_id TEXT NOT NULL,
       PRIMARY KEY (pattern, webhook_id)
     ) WITHOUT ROWID;
-    CREATE TABLE ${t('webhook_dispatch')} (
-      partner_id TEXT NOT NULL,
-      pattern    TEXT NOT NULL,
-      webhook_id TEXT NOT NULL,
-      PRIMARY KEY (partner_id, pattern, webhook_id)
-    ) WITHOUT ROWID;
+    -- Each row carries what a dispatcher needs of its webhook, so a lookup is
+    -- one range of this b-tree and never visits the (large) views.
+    CREATE TABLE ${t('webhook_dispatch')} (${DISPATCH_COLUMNS}) WITHOUT ROWID;
     CREATE TABLE ${t('idempotency_keys')} (
       organization_id TEXT NOT NULL,
       key_hash        TEXT NOT NULL,
@@ -136,21 +135,38 @@ function dropLegacyIndexes(db: Database.Database): void {
   for (const { name } of legacy) db.exec(`DROP INDEX main."${name}"`);
 }
 
-/** Read models written before the dispatch index existed: derive it from the stored views. */
-function migrateToDispatchIndex(db: Database.Database): void {
+const DISPATCH_COLUMNS = `
+      partner_id                 TEXT NOT NULL,
+      pattern                    TEXT NOT NULL,
+      webhook_id                 TEXT NOT NULL,
+      organization_id            TEXT NOT NULL,
+      url                        TEXT NOT NULL,
+      events                     TEXT NOT NULL, -- JSON array
+      secret                     TEXT NOT NULL, -- JSON of the encrypted secret
+      previous_secret            TEXT,
+      previous_secret_expires_at TEXT,
+      PRIMARY KEY (partner_id, pattern, webhook_id)`;
+
+/**
+ * Read models written before the dispatch index existed, or before it carried
+ * the dispatch columns: derive it from the stored views.
+ */
+function migrateDispatchIndex(db: Database.Database): void {
   db.exec(`
-    CREATE TABLE main.webhook_dispatch (
-      partner_id TEXT NOT NULL,
-      pattern    TEXT NOT NULL,
-      webhook_id TEXT NOT NULL,
-      PRIMARY KEY (partner_id, pattern, webhook_id)
-    ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO main.webhook_dispatch (partner_id, pattern, webhook_id)
-      SELECT p.value, e.value, w.id
+    DROP TABLE IF EXISTS main.webhook_dispatch;
+    CREATE TABLE main.webhook_dispatch (${DISPATCH_COLUMNS}) WITHOUT ROWID;
+    INSERT OR IGNORE INTO main.webhook_dispatch
+      SELECT p.value, e.value, w.id, w.organization_id, json_extract(w.doc, '$.url'), json(json_extract(w.doc, '$.events')),
+        json(json_extract(w.doc, '$.secret')), json(json_extract(w.doc, '$.previousSecret')),
+        json_extract(w.doc, '$.previousSecretExpiresAt')
       FROM main.webhooks w, json_each(w.doc, '$.effectivePartnerIds') p, json_each(w.doc, '$.events') e
       WHERE w.deleted = 0 AND w.status = 'ACTIVE';
     DROP TABLE IF EXISTS main.webhook_partners;
   `);
+}
+
+function columnExists(db: Database.Database, table: string, column: string): boolean {
+  return db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM pragma_table_info(?) WHERE name = ?').get(table, column)!.n > 0;
 }
 
 function tableExists(db: Database.Database, name: string): boolean {
@@ -195,8 +211,8 @@ class ViewTables {
       deleteDispatch: db.prepare<[string, string, string]>(
         `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND webhook_id = ?`,
       ),
-      insertDispatch: db.prepare<[string, string, string]>(
-        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, webhook_id) VALUES (?, ?, ?)`,
+      insertDispatch: db.prepare<[string, string, string, string, string, string, string, string | null, string | null]>(
+        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertKey: db.prepare<[string, string, string, string, string]>(
         `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
@@ -285,8 +301,23 @@ class ViewTables {
         }
       }
       if (dispatchable(view)) {
+        const events = JSON.stringify(view.events);
+        const secret = JSON.stringify(view.secret);
+        const previous = view.previousSecret === null ? null : JSON.stringify(view.previousSecret);
         for (const partner of view.effectivePartnerIds) {
-          for (const pattern of view.events) this.s.insertDispatch.run(partner, pattern, view.id);
+          for (const pattern of view.events) {
+            this.s.insertDispatch.run(
+              partner,
+              pattern,
+              view.id,
+              view.organizationId,
+              view.url,
+              events,
+              secret,
+              previous,
+              view.previousSecretExpiresAt,
+            );
+          }
         }
       }
     }
@@ -331,23 +362,22 @@ class ViewTables {
     return stmt.all(...params).map((r) => JSON.parse(r.doc) as WebhookView);
   }
 
-  private readonly dispatchStatements = new Map<number, Database.Statement<unknown[], { doc: string }>>();
+  private readonly dispatchStatements = new Map<number, Database.Statement<unknown[], DispatchRow>>();
 
-  dispatchTargets(eventType: string, partnerId: string): WebhookView[] {
+  dispatchTargets(eventType: string, partnerId: string): DispatchView[] {
     const keys = patternsMatching(eventType);
     let stmt = this.dispatchStatements.get(keys.length);
     if (!stmt) {
-      stmt = this.db.prepare<unknown[], { doc: string }>(
-        `SELECT w.doc FROM ${this.s.webhookTable} w
-         WHERE w.id IN (
-           SELECT d.webhook_id FROM ${this.s.dispatchTable} d
-           WHERE d.partner_id = ? AND d.pattern IN (${keys.map(() => '?').join(',')})
-         ) AND w.status = 'ACTIVE' AND w.deleted = 0
-         ORDER BY w.id`,
+      // A webhook matching through two patterns has two rows with the same columns: one per group.
+      stmt = this.db.prepare<unknown[], DispatchRow>(
+        `SELECT webhook_id, organization_id, url, events, secret, previous_secret, previous_secret_expires_at
+         FROM ${this.s.dispatchTable}
+         WHERE partner_id = ? AND pattern IN (${keys.map(() => '?').join(',')})
+         GROUP BY webhook_id ORDER BY webhook_id`,
       );
       this.dispatchStatements.set(keys.length, stmt);
     }
-    return stmt.all(partnerId, ...keys).map((r) => JSON.parse(r.doc) as WebhookView);
+    return stmt.all(partnerId, ...keys).map(toDispatchView);
   }
 
   findKey(organizationId: string, keyHash: string): IdempotencyKeyEntry | null {
@@ -376,7 +406,41 @@ function dispatchable(view: WebhookView): boolean {
 /** True when the dispatch index rows of `a` (none when null) are already those of `b`. */
 function sameDispatch(a: WebhookView | null, b: WebhookView): boolean {
   if (a === null || !dispatchable(a)) return !dispatchable(b);
-  return dispatchable(b) && sameStrings(a.events, b.events) && sameStrings(a.effectivePartnerIds, b.effectivePartnerIds);
+  return (
+    dispatchable(b) &&
+    sameStrings(a.events, b.events) &&
+    sameStrings(a.effectivePartnerIds, b.effectivePartnerIds) &&
+    a.url === b.url &&
+    sameSecret(a.secret, b.secret) &&
+    sameSecret(a.previousSecret, b.previousSecret) &&
+    a.previousSecretExpiresAt === b.previousSecretExpiresAt
+  );
+}
+
+function sameSecret(a: EncryptedSecret | null, b: EncryptedSecret | null): boolean {
+  return a === b || (a !== null && b !== null && a.keyId === b.keyId && a.iv === b.iv && a.ciphertext === b.ciphertext);
+}
+
+interface DispatchRow {
+  webhook_id: string;
+  organization_id: string;
+  url: string;
+  events: string;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: string | null;
+}
+
+function toDispatchView(row: DispatchRow): DispatchView {
+  return {
+    id: row.webhook_id,
+    organizationId: row.organization_id,
+    url: row.url,
+    events: JSON.parse(row.events) as string[],
+    secret: JSON.parse(row.secret) as EncryptedSecret,
+    previousSecret: row.previous_secret === null ? null : (JSON.parse(row.previous_secret) as EncryptedSecret),
+    previousSecretExpiresAt: row.previous_secret_expires_at,
+  };
 }
 
 /** The `webhooks` row of a view, in column order. */
@@ -411,7 +475,9 @@ export class SqliteReadModel implements ReadModel {
     this.db.transaction(() => {
       if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
       else {
-        if (!tableExists(this.db, 'webhook_dispatch')) migrateToDispatchIndex(this.db);
+        if (!tableExists(this.db, 'webhook_dispatch') || !columnExists(this.db, 'webhook_dispatch', 'secret')) {
+          migrateDispatchIndex(this.db);
+        }
         dropLegacyIndexes(this.db);
       }
     }).immediate();
@@ -437,12 +503,12 @@ export class SqliteReadModel implements ReadModel {
     return run(() => this.live.list(query));
   }
 
-  dispatchTargets(eventType: string, partnerId: string): Promise<WebhookView[]> {
+  dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
     return run(() => this.live.dispatchTargets(eventType, partnerId));
   }
 
   /** Synchronous form for in-process dispatchers on the embedded engine. */
-  dispatchTargetsSync(eventType: string, partnerId: string): WebhookView[] {
+  dispatchTargetsSync(eventType: string, partnerId: string): DispatchView[] {
     return this.live.dispatchTargets(eventType, partnerId);
   }
 
