@@ -1,11 +1,12 @@
 // The embedded event store: one SQLite file in WAL mode with synchronous=FULL,
-// so an acknowledged append survives power loss. Appends queued in the same
-// tick are group-committed: one transaction and one fsync for the whole batch,
-// and every caller is answered only after that commit. Each append in a batch
-// is checked against its expected revision inside the transaction, so a
-// conflict fails that append alone.
+// so an acknowledged append survives power loss. Appends are group-committed
+// by a writer thread (appendWorker.ts): one transaction and one fsync for all
+// the appends that arrived since the previous commit started, and every caller
+// is answered only after that commit. Each append in a batch is checked
+// against its expected revision inside the transaction, so a conflict fails
+// that append alone. Reads use this thread's own connection.
 import Database from 'better-sqlite3';
-import { WalCheckpointer } from './walCheckpointer.ts';
+import { AppendWorker, type AppendRequest } from './appendWorker.ts';
 import {
   StreamConflictError,
   StoreUnavailableError,
@@ -48,20 +49,20 @@ const CROSS_PROCESS_POLL_MS = 200;
 export class SqliteEventStore implements EventStore {
   private readonly db: Database.Database;
   private readonly statements;
-  private readonly appendBatch: (batch: PendingAppend[]) => (AppendResult | StreamConflictError)[];
+  private readonly writer: AppendWorker;
   private queue: PendingAppend[] = [];
   private flushScheduled = false;
   private closed = false;
+  /** Settles when the commit in flight (if any) is answered. */
+  private committing: Promise<void> | undefined;
   /** Live subscriptions waiting for the next commit. */
   private readonly waiters = new Set<() => void>();
-  private readonly checkpointer: WalCheckpointer;
 
   constructor(private readonly options: SqliteEventStoreOptions) {
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
-    this.checkpointer = new WalCheckpointer(this.db, { path: options.path, synchronous: 'FULL' });
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS events (
         position  INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,12 +75,6 @@ export class SqliteEventStore implements EventStore {
       );
     `);
     this.statements = {
-      streamRevision: this.db.prepare<[string], { revision: number | null }>(
-        'SELECT max(revision) AS revision FROM events WHERE stream_id = ?',
-      ),
-      insert: this.db.prepare<[string, number, string, string, string]>(
-        'INSERT INTO events (stream_id, revision, type, data, metadata) VALUES (?, ?, ?, ?, ?)',
-      ),
       readStream: this.db.prepare<[string], EventRow>(
         'SELECT position, stream_id, revision, type, data, metadata FROM events WHERE stream_id = ? ORDER BY revision',
       ),
@@ -88,7 +83,7 @@ export class SqliteEventStore implements EventStore {
       ),
       head: this.db.prepare<[], { position: number | null }>('SELECT max(position) AS position FROM events'),
     };
-    this.appendBatch = this.db.transaction((batch: PendingAppend[]) => batch.map((a) => this.appendOne(a)));
+    this.writer = new AppendWorker(options.path);
   }
 
   append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
@@ -105,53 +100,49 @@ export class SqliteEventStore implements EventStore {
     });
   }
 
+  /** Sends what is queued as one commit, unless one is in flight (its answer sends the next). */
   private flush(): void {
     this.flushScheduled = false;
+    if (this.committing !== undefined || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    if (batch.length === 0) return;
-    const started = process.hrtime.bigint();
-    let results: (AppendResult | StreamConflictError)[];
+    let requests: AppendRequest[];
     try {
-      results = this.appendBatch(batch);
+      requests = batch.map((a) => ({
+        streamId: a.streamId,
+        expected: a.expected,
+        events: a.events.map((e) => ({ type: e.type, data: JSON.stringify(e.data), metadata: JSON.stringify(e.metadata) })),
+      }));
     } catch (error) {
-      const failure = new StoreUnavailableError(`append failed: ${(error as Error).message}`);
-      for (const a of batch) a.reject(failure);
+      for (const a of batch) a.reject(error);
       return;
     }
-    this.options.onCommit?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
-    this.checkpointer.committed();
-    batch.forEach((a, i) => {
-      const r = results[i]!;
-      if (r instanceof StreamConflictError) a.reject(r);
-      else a.resolve(r);
-    });
+    this.committing = this.writer.commit(requests).then(
+      ({ results, seconds }) => {
+        this.options.onCommit?.(batch.length, seconds);
+        batch.forEach((a, i) => {
+          const r = results[i]!;
+          if (r.ok) a.resolve({ nextRevision: r.nextRevision, position: sqlitePosition(r.position) });
+          else a.reject(new StreamConflictError(a.streamId, a.expected, r.actual));
+        });
+        this.afterCommit();
+      },
+      (error: unknown) => {
+        const failure = new StoreUnavailableError(`append failed: ${(error as Error).message}`);
+        for (const a of batch) a.reject(failure);
+        this.afterCommit();
+      },
+    );
+  }
+
+  private afterCommit(): void {
+    this.committing = undefined;
     this.wakeSubscribers();
+    this.flush();
   }
 
   private wakeSubscribers(): void {
     for (const wake of [...this.waiters]) wake();
-  }
-
-  private appendOne(a: PendingAppend): AppendResult | StreamConflictError {
-    const current = this.statements.streamRevision.get(a.streamId)?.revision ?? null;
-    const actual = current === null ? 'no_stream' : current;
-    const ok = a.expected === 'any' || (a.expected === 'no_stream' ? current === null : current === a.expected);
-    if (!ok) return new StreamConflictError(a.streamId, a.expected, actual);
-    let revision = current ?? -1;
-    let position = 0;
-    for (const e of a.events) {
-      revision += 1;
-      const info = this.statements.insert.run(
-        a.streamId,
-        revision,
-        e.type,
-        JSON.stringify(e.data),
-        JSON.stringify(e.metadata),
-      );
-      position = Number(info.lastInsertRowid);
-    }
-    return { nextRevision: revision, position: sqlitePosition(position) };
   }
 
   readStream(streamId: string): Promise<RecordedEvent[]> {
@@ -207,13 +198,14 @@ export class SqliteEventStore implements EventStore {
     return Promise.resolve();
   }
 
-  /** Flushes the pending batch, then closes the file. */
+  /** Commits every queued append, then closes the writer and the file. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush();
     this.closed = true;
+    this.flush();
+    while (this.committing !== undefined) await this.committing;
     this.wakeSubscribers();
-    await this.checkpointer.close();
+    await this.writer.close();
     this.db.close();
   }
 

@@ -1,0 +1,137 @@
+// The event store's writer: a worker thread with its own connection that runs
+// each group commit (one transaction, one fsync) off the event loop. While a
+// commit waits for the disk, the main thread keeps parsing, authenticating and
+// answering requests, and the appends arriving meanwhile form the next batch.
+// SQLite's automatic WAL checkpoints also run here, after the writer's own
+// commits, so they never stall requests either.
+//
+// One batch is in flight at a time, so expected-revision checks see every
+// earlier batch. Callers are answered only after the commit is durable.
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/** An append as the worker takes it: data and metadata already JSON. */
+export interface AppendRequest {
+  readonly streamId: string;
+  /** 'no_stream' | 'any' | the revision the stream must be at. */
+  readonly expected: 'no_stream' | 'any' | number;
+  readonly events: readonly { readonly type: string; readonly data: string; readonly metadata: string }[];
+}
+
+export type AppendReply =
+  | { readonly ok: true; readonly nextRevision: number; readonly position: number }
+  | { readonly ok: false; readonly actual: 'no_stream' | number };
+
+type WorkerMessage =
+  | { readonly kind: 'committed'; readonly results: AppendReply[]; readonly seconds: number }
+  | { readonly kind: 'failed'; readonly message: string };
+
+/** A WAL file is truncated back to this size after it restarts (bytes). */
+const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
+// Plain CommonJS, so it runs the same under tsx, vitest or compiled output.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('journal_mode = WAL');
+db.pragma('synchronous = FULL');
+db.pragma('busy_timeout = 5000');
+db.pragma('journal_size_limit = ${WAL_SIZE_LIMIT}');
+const streamRevision = db.prepare('SELECT max(revision) FROM events WHERE stream_id = ?').pluck();
+const insert = db.prepare('INSERT INTO events (stream_id, revision, type, data, metadata) VALUES (?, ?, ?, ?, ?)');
+const appendOne = (a) => {
+  const current = streamRevision.get(a.streamId);
+  const ok = a.expected === 'any' || (a.expected === 'no_stream' ? current === null : current === a.expected);
+  if (!ok) return { ok: false, actual: current === null ? 'no_stream' : current };
+  let revision = current === null ? -1 : current;
+  let position = 0;
+  for (const e of a.events) {
+    revision += 1;
+    position = Number(insert.run(a.streamId, revision, e.type, e.data, e.metadata).lastInsertRowid);
+  }
+  return { ok: true, nextRevision: revision, position };
+};
+const appendBatch = db.transaction((batch) => batch.map(appendOne));
+parentPort.on('message', (message) => {
+  if (message === 'stop') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  const started = process.hrtime.bigint();
+  try {
+    const results = appendBatch(message);
+    parentPort.postMessage({ kind: 'committed', results, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+  } catch (error) {
+    parentPort.postMessage({ kind: 'failed', message: String(error && error.message) });
+  }
+});
+`;
+
+export class AppendWorker {
+  private worker: Worker | undefined;
+  private inFlight: { resolve: (r: { results: AppendReply[]; seconds: number }) => void; reject: (e: Error) => void } | undefined;
+
+  constructor(private readonly path: string) {}
+
+  /**
+   * Commits one batch. Rejects when the transaction fails (nothing written) or
+   * the thread dies, in which case the batch may or may not have committed —
+   * as with a crash, a retry under the same Idempotency-Key answers from the log.
+   */
+  commit(batch: readonly AppendRequest[]): Promise<{ results: AppendReply[]; seconds: number }> {
+    if (this.inFlight) return Promise.reject(new Error('a commit is already in flight'));
+    const worker = this.worker ?? this.start();
+    return new Promise((resolve, reject) => {
+      this.inFlight = { resolve, reject };
+      worker.ref(); // an unanswered append keeps the process alive
+      worker.postMessage(batch);
+    });
+  }
+
+  get busy(): boolean {
+    return this.inFlight !== undefined;
+  }
+
+  private start(): Worker {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      // Not the parent's flags: the worker needs no TypeScript loader.
+      execArgv: [],
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), path: this.path },
+    });
+    worker.unref();
+    worker.on('message', (message: WorkerMessage) => {
+      const pending = this.inFlight;
+      this.inFlight = undefined;
+      worker.unref();
+      if (!pending) return;
+      if (message.kind === 'committed') pending.resolve({ results: message.results, seconds: message.seconds });
+      else pending.reject(new Error(message.message));
+    });
+    const died = (error?: Error): void => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      const pending = this.inFlight;
+      this.inFlight = undefined;
+      pending?.reject(error ?? new Error('the writer thread exited'));
+    };
+    worker.on('error', died);
+    worker.on('exit', () => died());
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Stops the worker; call once no commit is in flight. */
+  async close(): Promise<void> {
+    const worker = this.worker;
+    if (worker === undefined) return;
+    this.worker = undefined;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage('stop');
+    const timer = setTimeout(() => void worker.terminate(), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
