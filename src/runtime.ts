@@ -21,8 +21,6 @@ export interface Stores {
 
 export interface StoreHooks {
   readonly onCommit?: (batchSize: number, seconds: number) => void;
-  /** Embedded read model: apply projected batches in a writer thread (for a process that serves requests). */
-  readonly readModelWriterThread?: boolean;
 }
 
 export const EVENTS_FILE = 'events.sqlite';
@@ -62,10 +60,7 @@ export async function openStores(config: Config, hooks: StoreHooks = {}): Promis
       readModel = mongo;
       rm = `MongoDB (database ${mongo.databaseName})`;
     } else {
-      readModel = openSqliteReadModel({
-        path: path.join(config.dataDir, READ_MODEL_FILE),
-        writerThread: hooks.readModelWriterThread === true,
-      });
+      readModel = openSqliteReadModel({ path: path.join(config.dataDir, READ_MODEL_FILE) });
       rm = `SQLite (${path.join(config.dataDir, READ_MODEL_FILE)})`;
     }
   } catch (error) {

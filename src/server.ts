@@ -46,7 +46,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   // One metrics registry per server, fed by the stores, the projector, the token verifier and the routes.
   const metrics = new Metrics();
   const identity = await createIdentity(config, { onCacheHit: metrics.onCacheHit });
-  const core = await openCore(config, { onCommit: metrics.onCommit, readModelWriterThread: config.PROJECTOR === 'inline' });
+  const core = await openCore(config, { onCommit: metrics.onCommit });
   const logger = createLogger(config, options.logStream);
   const now = options.now ?? (() => new Date());
   let projector: Projector | undefined;

@@ -12,13 +12,10 @@
 // random ones into a growing file — builds the secondary indexes by sorting,
 // and switches the sets in one transaction.
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
-import { comparePositions, decodePosition, encodePosition, StoreUnavailableError, type RecordedEvent } from '../eventStore.ts';
+import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, type WebhookView } from '../../projections/webhookView.ts';
 import type { EncryptedSecret } from '../../domain/webhook.ts';
 import {
@@ -33,12 +30,6 @@ import {
 
 export interface SqliteReadModelOptions {
   readonly path: string;
-  /**
-   * Apply the projector's batches in a writer thread with its own connection
-   * (the server's inline projector), so the read-model transactions and their
-   * WAL checkpoints do not hold up the event loop. Reads stay on this thread.
-   */
-  readonly writerThread?: boolean;
 }
 
 /** Where a table set lives: a database of the connection and a name suffix. */
@@ -191,7 +182,7 @@ interface KeyRow {
 }
 
 /** Statements over one table set (the live one, or the one a rebuild fills). */
-export class ViewTables {
+class ViewTables {
   private readonly s;
   readonly applyBatch: (events: readonly RecordedEvent[], expectedCheckpoint: string | null) => void;
 
@@ -476,110 +467,17 @@ function encodeLast(events: readonly RecordedEvent[]): string {
   return encodePosition(events[events.length - 1]!.position);
 }
 
-/** The writer thread's answer to one batch. */
-export type WriterReply =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly name: string; readonly message: string; readonly expected: string | null; readonly actual: string | null };
-
-function openConnection(path: string): Database.Database {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
-  return db;
-}
-
-/** For the writer thread: a connection to an existing read model and its live tables. */
-export function openViewTables(path: string): { db: Database.Database; tables: ViewTables } {
-  const db = openConnection(path);
-  return { db, tables: new ViewTables(db, LIVE) };
-}
-
-/**
- * The writer thread's entry. Compiled output runs readModelWorker.js as is;
- * from source (tsx, vitest) a small ES module registers tsx's loader in the
- * thread first, since loader flags on a worker do not apply to its entry here.
- */
-function workerEntry(): URL {
-  if (!import.meta.url.endsWith('.ts')) return new URL('./readModelWorker.js', import.meta.url);
-  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
-  const entry = new URL('./readModelWorker.ts', import.meta.url).href;
-  const code = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(entry)});`;
-  return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
-}
-
-/** Hands batches to the writer thread, one at a time, and turns its answers back into errors of the port. */
-class ProjectionWriter {
-  private worker: Worker | undefined;
-  private pending: { resolve: () => void; reject: (e: Error) => void } | undefined;
-  private tail: Promise<void> = Promise.resolve();
-
-  constructor(private readonly path: string) {}
-
-  apply(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
-    const result = this.tail.then(() => this.send(events, expectedCheckpoint));
-    this.tail = result.catch(() => undefined);
-    return result;
-  }
-
-  private send(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
-    const worker = this.worker ?? this.start();
-    return new Promise((resolve, reject) => {
-      this.pending = { resolve, reject };
-      worker.ref();
-      worker.postMessage({ events, expectedCheckpoint });
-    });
-  }
-
-  private start(): Worker {
-    const worker = new Worker(workerEntry(), { execArgv: [], workerData: { path: this.path } });
-    worker.unref();
-    worker.on('message', (reply: WriterReply) => {
-      const pending = this.pending;
-      this.pending = undefined;
-      worker.unref();
-      if (!pending) return;
-      if (reply.ok) pending.resolve();
-      else if (reply.name === 'CheckpointConflictError') pending.reject(new CheckpointConflictError(reply.expected, reply.actual));
-      else if (reply.name === 'ProjectionGapError') pending.reject(new ProjectionGapError(reply.message));
-      else pending.reject(new Error(reply.message));
-    });
-    const died = (error?: Error): void => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      const pending = this.pending;
-      this.pending = undefined;
-      // An unfinished transaction rolls back; the projector retries from the stored checkpoint.
-      pending?.reject(error ?? new Error('the read-model writer thread exited'));
-    };
-    worker.on('error', died);
-    worker.on('exit', () => died());
-    this.worker = worker;
-    return worker;
-  }
-
-  async close(): Promise<void> {
-    await this.tail;
-    const worker = this.worker;
-    if (worker === undefined) return;
-    this.worker = undefined;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage('stop');
-    const timer = setTimeout(() => void worker.terminate(), 2000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
 export class SqliteReadModel implements ReadModel {
   private readonly db: Database.Database;
   private live: ViewTables;
   private closed = false;
   private readonly checkpointer: WalCheckpointer;
-  private readonly writer: ProjectionWriter | undefined;
 
   constructor(options: SqliteReadModelOptions) {
-    this.db = openConnection(options.path);
+    this.db = new Database(options.path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
     this.checkpointer = new WalCheckpointer(this.db, { path: options.path, synchronous: 'NORMAL' });
     this.db.transaction(() => {
       if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
@@ -591,13 +489,9 @@ export class SqliteReadModel implements ReadModel {
       }
     }).immediate();
     this.live = new ViewTables(this.db, LIVE);
-    if (options.writerThread) this.writer = new ProjectionWriter(options.path);
   }
 
   applyBatch(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreUnavailableError('read model is closed'));
-    // The writer thread's connection checkpoints its own WAL, off the event loop.
-    if (this.writer) return this.writer.apply(events, expectedCheckpoint);
     return run(() => {
       this.live.applyBatch(events, expectedCheckpoint);
       this.checkpointer.committed();
@@ -738,7 +632,6 @@ export class SqliteReadModel implements ReadModel {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.writer?.close();
     await this.checkpointer.close();
     this.db.close();
   }
