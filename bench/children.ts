@@ -113,8 +113,20 @@ export function memoryOf(pid: number): { rss: number; hwm: number } | undefined 
 
 /** CPU time (user + system) a process has used, in clock ticks. */
 export function cpuTicksOf(pid: number): number {
+  return cpuTicksOfFile(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU ticks (user + system, 1/100 s) of a process's main thread — for a Node
+ * server, its event loop — and of all its threads together.
+ */
+export function threadTicksOf(pid: number): { main: number; all: number } {
+  return { main: cpuTicksOfFile(`/proc/${pid}/task/${pid}/stat`), all: cpuTicksOf(pid) };
+}
+
+function cpuTicksOfFile(file: string): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(file, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return Number(fields[11]) + Number(fields[12]);
   } catch {

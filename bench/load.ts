@@ -2,7 +2,7 @@
 // and the request generators every figure uses — the same generator drives
 // the bare route and the registry, so the two sides see identical traffic.
 import autocannon from 'autocannon';
-import { cpuTicksOf, machineTicks } from './children.ts';
+import { cpuTicksOf, machineTicks, threadTicksOf } from './children.ts';
 import { pick, rng, type Organization, type Workload } from './workload.ts';
 
 export interface LoadResult {
@@ -18,7 +18,21 @@ export interface LoadResult {
   readonly seconds: number;
   /** Share of the machine's CPU used by processes other than the bench and its servers (noise indicator). */
   readonly foreignCpuPercent: number;
+  /** Where the server under load spent CPU during the measured window (when its pid was given). */
+  readonly server?: ServerCpu;
 }
+
+export interface ServerCpu {
+  /** Share of the window the main thread (the event loop) was on a CPU. */
+  readonly mainBusyPercent: number;
+  /** CPU time of the main thread per successful answer, µs. */
+  readonly mainMicrosPerRequest: number;
+  /** CPU time of the other threads (writer threads, GC helpers, libuv pool) per successful answer, µs. */
+  readonly otherMicrosPerRequest: number;
+}
+
+/** Linux reports thread CPU times in USER_HZ ticks, 100 per second on every mainstream kernel. */
+const TICKS_PER_SECOND = 100;
 
 export interface LoadSpec {
   readonly title: string;
@@ -31,6 +45,8 @@ export interface LoadSpec {
   readonly pids: readonly number[];
   /** Called between warm-up and measurement (e.g. to start a probe). */
   readonly beforeMeasure?: () => Promise<void>;
+  /** The server under load, for its CPU split (main thread vs the others). */
+  readonly serverPid?: number;
 }
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
@@ -41,6 +57,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const ours = () => spec.pids.reduce((sum, pid) => sum + cpuTicksOf(pid), cpuTicksOf(process.pid));
   const machineBefore = machineTicks();
   const oursBefore = ours();
+  const serverBefore = spec.serverPid === undefined ? undefined : threadTicksOf(spec.serverPid);
   const result = await autocannon({
     url: spec.url,
     connections: spec.connections,
@@ -50,6 +67,18 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   });
   const machineAfter = machineTicks();
   const foreign = machineAfter.busy - machineBefore.busy - (ours() - oursBefore);
+  let server: ServerCpu | undefined;
+  if (spec.serverPid !== undefined && serverBefore !== undefined) {
+    const after = threadTicksOf(spec.serverPid);
+    const main = (after.main - serverBefore.main) / TICKS_PER_SECOND;
+    const other = (after.all - serverBefore.all) / TICKS_PER_SECOND - main;
+    const answers = Math.max(1, result['2xx']);
+    server = {
+      mainBusyPercent: (100 * main) / result.duration,
+      mainMicrosPerRequest: (1e6 * main) / answers,
+      otherMicrosPerRequest: (1e6 * Math.max(0, other)) / answers,
+    };
+  }
   const statusCodes: Record<string, number> = {};
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = stat.count ?? 0;
   return {
@@ -63,6 +92,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     latencyMs: { p50: result.latency.p50, p99: result.latency.p99, max: result.latency.max, mean: result.latency.mean },
     seconds: result.duration,
     foreignCpuPercent: Math.max(0, (100 * foreign) / Math.max(1, machineAfter.total - machineBefore.total)),
+    ...(server ? { server } : {}),
   };
 }
 

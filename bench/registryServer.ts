@@ -6,6 +6,7 @@
 // service's code: the event store's append (when the command handler hands
 // events to the log) and the read model's applyBatch (when the projector's
 // transaction with them has committed, i.e. they are visible to readers).
+// A second probe times the dispatch query and secret decryption per lookup.
 import { loadConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
 import type { AppendResult, EventStore, ExpectedRevision, NewEvent, RecordedEvent } from '../src/stores/eventStore.ts';
@@ -66,6 +67,30 @@ readModel.applyBatch = async (events: readonly RecordedEvent[], expected: string
   }
 };
 
+// Dispatch probe: time spent in the read-model query and in secret decryption
+// (cache hits included) while it is on.
+let probing = false;
+const lookupProbe = { queries: 0, querySeconds: 0, decrypts: 0, decryptSeconds: 0 };
+const originalDispatch = readModel.dispatchTargets.bind(readModel);
+readModel.dispatchTargets = async (eventType: string, partnerId: string) => {
+  if (!probing) return originalDispatch(eventType, partnerId);
+  const started = performance.now();
+  const result = await originalDispatch(eventType, partnerId);
+  lookupProbe.queries += 1;
+  lookupProbe.querySeconds += (performance.now() - started) / 1000;
+  return result;
+};
+const secrets = server.core.secrets;
+const originalDecrypt = secrets.decrypt.bind(secrets);
+secrets.decrypt = (box, context) => {
+  if (!probing) return originalDecrypt(box, context);
+  const started = performance.now();
+  const plaintext = originalDecrypt(box, context);
+  lookupProbe.decrypts += 1;
+  lookupProbe.decryptSeconds += (performance.now() - started) / 1000;
+  return plaintext;
+};
+
 function summary(values: number[]): { count: number; p50: number; p99: number; max: number } {
   const sorted = Float64Array.from(values).sort();
   const at = (q: number): number => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
@@ -94,6 +119,15 @@ process.on('message', (message: { type: string }) => {
         unmatched,
         projector: { events: appliedEvents, batches: appliedBatches, seconds: applySeconds },
       });
+      break;
+    case 'probe-start':
+      probing = true;
+      Object.assign(lookupProbe, { queries: 0, querySeconds: 0, decrypts: 0, decryptSeconds: 0 });
+      process.send?.({ type: 'ok' });
+      break;
+    case 'probe-stop':
+      probing = false;
+      process.send?.({ type: 'probe', ...lookupProbe });
       break;
     case 'stop':
       void server.close().then(
