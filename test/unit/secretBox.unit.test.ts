@@ -1,0 +1,44 @@
+// Signing secrets at rest: AES-256-GCM bound to the webhook and organization,
+// with a plaintext cache that never answers for a context it did not authenticate.
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { SecretBox } from '../../src/crypto/secretBox.ts';
+
+const key = { id: 'k1', key: randomBytes(32) };
+const here = { webhookId: 'w-1', organizationId: 'org-a' };
+
+describe('SecretBox', () => {
+  it('round-trips a secret, and again from its cache', () => {
+    const box = new SecretBox([key]);
+    const sealed = box.encrypt('whsec_one', here);
+    expect(sealed.ciphertext).not.toContain('whsec');
+    expect(box.decrypt(sealed, here)).toBe('whsec_one');
+    expect(box.decrypt(sealed, here)).toBe('whsec_one');
+    expect(new SecretBox([key]).decrypt(sealed, here)).toBe('whsec_one');
+  });
+
+  it('every encryption draws a fresh IV, so the same secret never repeats a box', () => {
+    const box = new SecretBox([key]);
+    const a = box.encrypt('whsec_same', here);
+    const b = box.encrypt('whsec_same', here);
+    expect(a.iv).not.toBe(b.iv);
+    expect(a.ciphertext).not.toBe(b.ciphertext);
+  });
+
+  it('a box copied onto another webhook or organization does not decrypt, even once cached for its own', () => {
+    const box = new SecretBox([key]);
+    const sealed = box.encrypt('whsec_mine', here);
+    expect(box.decrypt(sealed, here)).toBe('whsec_mine');
+    expect(() => box.decrypt(sealed, { ...here, webhookId: 'w-2' })).toThrow();
+    expect(() => box.decrypt(sealed, { ...here, organizationId: 'org-b' })).toThrow();
+  });
+
+  it('decrypts with an older key after rotation, and refuses an unknown key id', () => {
+    const old = new SecretBox([key]).encrypt('whsec_old', here);
+    const next = { id: 'k2', key: randomBytes(32) };
+    const rotated = new SecretBox([next, key]);
+    expect(rotated.encrypt('x', here).keyId).toBe('k2');
+    expect(rotated.decrypt(old, here)).toBe('whsec_old');
+    expect(() => new SecretBox([next]).decrypt(old, here)).toThrow(/k1/);
+  });
+});
