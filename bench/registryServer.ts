@@ -129,6 +129,12 @@ process.on('message', (message: { type: string }) => {
       probing = false;
       process.send?.({ type: 'probe', ...lookupProbe });
       break;
+    case 'memory': {
+      const m = process.memoryUsage();
+      const mib = (n: number): number => Math.round(n / 1048576);
+      process.send?.({ type: 'memory', rss: mib(m.rss), heapTotal: mib(m.heapTotal), heapUsed: mib(m.heapUsed), external: mib(m.external) });
+      break;
+    }
     case 'stop':
       void server.close().then(
         () => process.exit(0),

@@ -1,6 +1,7 @@
 // Internal routes for dispatchers (scope webhooks:dispatch, not bound to an
 // organization): the dispatch lookup and disabling a failing endpoint.
 import type { FastifyInstance } from 'fastify';
+import type { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { SCOPES } from '../../identity/principal.ts';
 import type { DispatchLookup } from '../../dispatch/dispatchTargets.ts';
@@ -25,9 +26,8 @@ export function registerDispatchRoutes(
     },
     handler: async (request, reply) => {
       const data = await deps.lookup(request.query.eventType, request.query.partnerId);
-      return reply
-        .header('cache-control', 'no-store')
-        .send({ data: data.map((t) => ({ ...t, events: [...t.events], secrets: [...t.secrets] })) });
+      // The serializer only reads the targets (readonly arrays), so they are sent as they are, not copied.
+      return reply.header('cache-control', 'no-store').send({ data: data as z.output<typeof dispatchTargets>['data'] });
     },
   });
 
