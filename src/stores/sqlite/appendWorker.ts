@@ -2,8 +2,9 @@
 // each group commit (one transaction, one fsync) off the event loop. While a
 // commit waits for the disk, the main thread keeps parsing, authenticating and
 // answering requests, and the appends arriving meanwhile form the next batch.
-// SQLite's automatic WAL checkpoints also run here, after the writer's own
-// commits, so they never stall requests either.
+// WAL checkpoints run in the checkpointer thread (walCheckpointer.ts), which
+// turns this connection's automatic checkpoints off through pragma(), so a
+// commit never waits for one.
 //
 // One batch is in flight at a time, so expected-revision checks see every
 // earlier batch. Callers are answered only after the commit is durable.
@@ -26,8 +27,8 @@ type WorkerMessage =
   | { readonly kind: 'committed'; readonly results: AppendReply[]; readonly seconds: number }
   | { readonly kind: 'failed'; readonly message: string };
 
-/** A WAL file is truncated back to this size after it restarts (bytes). */
-const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+/** The settings the checkpointer may change on the writer's connection. */
+const PRAGMA = /^(wal_autocheckpoint|journal_size_limit) = \d+$/;
 
 // Plain CommonJS, so it runs the same under tsx, vitest or compiled output.
 const WORKER_SOURCE = `
@@ -37,7 +38,7 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('journal_mode = WAL');
 db.pragma('synchronous = FULL');
 db.pragma('busy_timeout = 5000');
-db.pragma('journal_size_limit = ${WAL_SIZE_LIMIT}');
+for (const setting of workerData.pragmas) db.pragma(setting);
 const streamRevision = db.prepare('SELECT max(revision) FROM events WHERE stream_id = ?').pluck();
 const insert = db.prepare('INSERT INTO events (stream_id, revision, type, data, metadata) VALUES (?, ?, ?, ?, ?)');
 const appendOne = (a) => {
@@ -54,6 +55,10 @@ const appendOne = (a) => {
 };
 const appendBatch = db.transaction((batch) => batch.map(appendOne));
 parentPort.on('message', (message) => {
+  if (message && typeof message.pragma === 'string') {
+    db.pragma(message.pragma);
+    return;
+  }
   if (message === 'stop') {
     db.close();
     parentPort.close();
@@ -71,6 +76,8 @@ parentPort.on('message', (message) => {
 
 export class AppendWorker {
   private worker: Worker | undefined;
+  /** Connection settings by name, applied when the thread starts and forwarded while it runs. */
+  private readonly pragmas = new Map<string, string>();
   private inFlight: { resolve: (r: { results: AppendReply[]; seconds: number }) => void; reject: (e: Error) => void } | undefined;
 
   constructor(private readonly path: string) {}
@@ -90,8 +97,11 @@ export class AppendWorker {
     });
   }
 
-  get busy(): boolean {
-    return this.inFlight !== undefined;
+  /** The writer connection's face for the checkpointer: `wal_autocheckpoint` and `journal_size_limit` only. */
+  pragma(source: string): void {
+    if (!PRAGMA.test(source)) throw new Error(`unsupported writer setting: ${source}`);
+    this.pragmas.set(source.slice(0, source.indexOf(' ')), source);
+    this.worker?.postMessage({ pragma: source });
   }
 
   private start(): Worker {
@@ -99,7 +109,7 @@ export class AppendWorker {
       eval: true,
       // Not the parent's flags: the worker needs no TypeScript loader.
       execArgv: [],
-      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), path: this.path },
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), path: this.path, pragmas: [...this.pragmas.values()] },
     });
     worker.unref();
     worker.on('message', (message: WorkerMessage) => {

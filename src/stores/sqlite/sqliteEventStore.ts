@@ -4,9 +4,11 @@
 // the appends that arrived since the previous commit started, and every caller
 // is answered only after that commit. Each append in a batch is checked
 // against its expected revision inside the transaction, so a conflict fails
-// that append alone. Reads use this thread's own connection.
+// that append alone. Reads use this thread's own connection. WAL checkpoints
+// run in a third thread (walCheckpointer.ts), so commits never wait for one.
 import Database from 'better-sqlite3';
 import { AppendWorker, type AppendRequest } from './appendWorker.ts';
+import { WalCheckpointer } from './walCheckpointer.ts';
 import {
   StreamConflictError,
   StoreUnavailableError,
@@ -50,6 +52,7 @@ export class SqliteEventStore implements EventStore {
   private readonly db: Database.Database;
   private readonly statements;
   private readonly writer: AppendWorker;
+  private readonly checkpointer: WalCheckpointer;
   private queue: PendingAppend[] = [];
   private flushScheduled = false;
   private closed = false;
@@ -84,6 +87,17 @@ export class SqliteEventStore implements EventStore {
       head: this.db.prepare<[], { position: number | null }>('SELECT max(position) AS position FROM events'),
     };
     this.writer = new AppendWorker(options.path);
+    const writer = this.writer;
+    const isOpen = (): boolean => !this.closed;
+    this.checkpointer = new WalCheckpointer(
+      {
+        pragma: (source: string) => writer.pragma(source),
+        get open() {
+          return isOpen();
+        },
+      },
+      { path: options.path, synchronous: 'FULL' },
+    );
   }
 
   append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
@@ -120,6 +134,7 @@ export class SqliteEventStore implements EventStore {
     this.committing = this.writer.commit(requests).then(
       ({ results, seconds }) => {
         this.options.onCommit?.(batch.length, seconds);
+        this.checkpointer.committed();
         batch.forEach((a, i) => {
           const r = results[i]!;
           if (r.ok) a.resolve({ nextRevision: r.nextRevision, position: sqlitePosition(r.position) });
@@ -205,6 +220,7 @@ export class SqliteEventStore implements EventStore {
     this.flush();
     while (this.committing !== undefined) await this.committing;
     this.wakeSubscribers();
+    await this.checkpointer.close();
     await this.writer.close();
     this.db.close();
   }

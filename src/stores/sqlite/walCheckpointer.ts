@@ -12,7 +12,12 @@
 // Short-lived stores (tests, command-line tools) never start one.
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import type Database from 'better-sqlite3';
+
+/** The writer connection (or a stand-in that forwards to it, e.g. in a writer thread). */
+export interface CheckpointedWriter {
+  pragma(source: string): unknown;
+  readonly open: boolean;
+}
 
 export interface WalCheckpointerOptions {
   /** The database file the writer connection has open. */
@@ -62,7 +67,7 @@ export class WalCheckpointer {
   private readonly startAfter: number;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: CheckpointedWriter,
     private readonly options: WalCheckpointerOptions,
   ) {
     this.startAfter = options.startAfterCommits ?? 200;
