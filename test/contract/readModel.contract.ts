@@ -630,6 +630,13 @@ export function readModelContract(name: string, factory: ReadModelFactory): void
         expect(p1.find((x) => x.id === wid(1))?.url).toBe('https://moved.example.com/hook');
         expect(p1.find((x) => x.id === wid(4))?.secret).toEqual(secret(`${wid(4)}-2`));
       });
+
+      it('a change of the URL alone reaches the dispatch answer', async () => {
+        await seed();
+        await applyAll([log.record(updated(wid(4), { url: 'https://only-the-url.example.com/hook' }, 2, [P1, P2]))]);
+        const target = (await rm.dispatchTargets(EXACT, P1)).find((x) => x.id === wid(4));
+        expect(target?.url).toBe('https://only-the-url.example.com/hook');
+      });
     });
 
     describe('findIdempotencyKey', () => {

@@ -76,6 +76,35 @@ describe('SQLite event store writer thread', () => {
     expect(sizes.length).toBeLessThan(22);
   });
 
+  it('close() during a commit waits for it, then commits what queued behind it', async () => {
+    const { store, file } = open();
+    const first = stream();
+    const inFlight = store.append(first, [makeEvent(first)], 'no_stream');
+    await new Promise((resolve) => setImmediate(resolve)); // the first batch is now with the writer
+    const behind = Array.from({ length: 10 }, () => stream());
+    const queued = behind.map((n) => store.append(n, [makeEvent(n)], 'no_stream'));
+    await store.close();
+    await Promise.all([inFlight, ...queued]);
+    const reopened = openSqliteEventStore({ path: file });
+    stores.push(reopened);
+    for (const n of [first, ...behind]) expect((await reopened.readStream(n)).map((e) => e.revision)).toEqual([0]);
+  });
+
+  it('a payload that cannot be encoded fails its own append only', async () => {
+    const { store } = open();
+    const good = stream();
+    const bad = stream();
+    const event = makeEvent(bad);
+    const results = await Promise.allSettled([
+      store.append(good, [makeEvent(good)], 'no_stream'),
+      store.append(bad, [{ ...event, data: { n: 1n } }], 'no_stream'),
+    ]);
+    expect(results[0].status).toBe('fulfilled');
+    expect(results[1].status).toBe('rejected');
+    expect(await store.readStream(bad)).toEqual([]);
+    expect((await store.readStream(good)).map((e) => e.revision)).toEqual([0]);
+  });
+
   it('close() commits every append queued before it, and only then closes', async () => {
     const { store, file } = open();
     const names = Array.from({ length: 30 }, () => stream());

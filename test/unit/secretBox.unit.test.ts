@@ -33,6 +33,15 @@ describe('SecretBox', () => {
     expect(() => box.decrypt(sealed, { ...here, organizationId: 'org-b' })).toThrow();
   });
 
+  it('a tampered ciphertext fails authentication even after the genuine box was cached', () => {
+    const box = new SecretBox([key]);
+    const sealed = box.encrypt('whsec_genuine', here);
+    expect(box.decrypt(sealed, here)).toBe('whsec_genuine');
+    const bytes = Buffer.from(sealed.ciphertext, 'base64');
+    bytes[0] = bytes[0]! ^ 0xff;
+    expect(() => box.decrypt({ ...sealed, ciphertext: bytes.toString('base64') }, here)).toThrow();
+  });
+
   it('decrypts with an older key after rotation, and refuses an unknown key id', () => {
     const old = new SecretBox([key]).encrypt('whsec_old', here);
     const next = { id: 'k2', key: randomBytes(32) };

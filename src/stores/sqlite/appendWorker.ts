@@ -8,8 +8,8 @@
 //
 // One batch is in flight at a time, so expected-revision checks see every
 // earlier batch. Callers are answered only after the commit is durable.
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startSqliteThread, stopSqliteThread } from './sqliteThread.ts';
 
 /** An append as the worker takes it: data and metadata already JSON. */
 export interface AppendRequest {
@@ -30,7 +30,6 @@ type WorkerMessage =
 /** The settings the checkpointer may change on the writer's connection. */
 const PRAGMA = /^(wal_autocheckpoint|journal_size_limit) = \d+$/;
 
-// Plain CommonJS, so it runs the same under tsx, vitest or compiled output.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
@@ -105,13 +104,7 @@ export class AppendWorker {
   }
 
   private start(): Worker {
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      // Not the parent's flags: the worker needs no TypeScript loader.
-      execArgv: [],
-      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), path: this.path, pragmas: [...this.pragmas.values()] },
-    });
-    worker.unref();
+    const worker = startSqliteThread(WORKER_SOURCE, { path: this.path, pragmas: [...this.pragmas.values()] });
     worker.on('message', (message: WorkerMessage) => {
       const pending = this.inFlight;
       this.inFlight = undefined;
@@ -138,10 +131,6 @@ export class AppendWorker {
     const worker = this.worker;
     if (worker === undefined) return;
     this.worker = undefined;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage('stop');
-    const timer = setTimeout(() => void worker.terminate(), 2000);
-    await exited;
-    clearTimeout(timer);
+    await stopSqliteThread(worker);
   }
 }

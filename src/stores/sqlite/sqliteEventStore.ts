@@ -29,9 +29,8 @@ export interface SqliteEventStoreOptions {
 }
 
 interface PendingAppend {
-  readonly streamId: string;
-  readonly events: readonly NewEvent[];
-  readonly expected: ExpectedRevision;
+  /** The append as the writer thread takes it (encoded when queued, so a bad payload fails only its caller). */
+  readonly request: AppendRequest;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -103,8 +102,18 @@ export class SqliteEventStore implements EventStore {
   append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('event store is closed'));
     if (events.length === 0) return Promise.reject(new Error('append needs at least one event'));
+    let request: AppendRequest;
+    try {
+      request = {
+        streamId,
+        expected,
+        events: events.map((e) => ({ type: e.type, data: JSON.stringify(e.data), metadata: JSON.stringify(e.metadata) })),
+      };
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ streamId, events, expected, resolve, reject });
+      this.queue.push({ request, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate runs after the current I/O phase, so requests parsed in the
@@ -120,34 +129,27 @@ export class SqliteEventStore implements EventStore {
     if (this.committing !== undefined || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    let requests: AppendRequest[];
-    try {
-      requests = batch.map((a) => ({
-        streamId: a.streamId,
-        expected: a.expected,
-        events: a.events.map((e) => ({ type: e.type, data: JSON.stringify(e.data), metadata: JSON.stringify(e.metadata) })),
-      }));
-    } catch (error) {
-      for (const a of batch) a.reject(error);
-      return;
-    }
-    this.committing = this.writer.commit(requests).then(
-      ({ results, seconds }) => {
-        this.options.onCommit?.(batch.length, seconds);
-        this.checkpointer.committed();
-        batch.forEach((a, i) => {
-          const r = results[i]!;
-          if (r.ok) a.resolve({ nextRevision: r.nextRevision, position: sqlitePosition(r.position) });
-          else a.reject(new StreamConflictError(a.streamId, a.expected, r.actual));
-        });
-        this.afterCommit();
-      },
-      (error: unknown) => {
-        const failure = new StoreUnavailableError(`append failed: ${(error as Error).message}`);
-        for (const a of batch) a.reject(failure);
-        this.afterCommit();
-      },
-    );
+    this.committing = this.writer
+      .commit(batch.map((a) => a.request))
+      .then(
+        ({ results, seconds }) => {
+          // Callers first: a throwing metrics hook must not leave anyone unanswered.
+          batch.forEach((a, i) => {
+            const r = results[i];
+            if (r === undefined) a.reject(new StoreUnavailableError('append failed: the writer gave no answer'));
+            else if (r.ok) a.resolve({ nextRevision: r.nextRevision, position: sqlitePosition(r.position) });
+            else a.reject(new StreamConflictError(a.request.streamId, a.request.expected, r.actual));
+          });
+          this.checkpointer.committed();
+          this.options.onCommit?.(batch.length, seconds);
+        },
+        (error: unknown) => {
+          const failure = new StoreUnavailableError(`append failed: ${(error as Error).message}`);
+          for (const a of batch) a.reject(failure);
+        },
+      )
+      .catch(() => undefined) // an onCommit hook's error is not the callers' (they are answered above)
+      .finally(() => this.afterCommit());
   }
 
   private afterCommit(): void {
@@ -180,7 +182,8 @@ export class SqliteEventStore implements EventStore {
         continue;
       }
       // The read above and registering the waiter happen in one synchronous
-      // step, and commits run in their own macrotask, so no commit slips between.
+      // step, and a commit's wake-up arrives as the writer thread's message (a
+      // later macrotask), so no commit slips between.
       await this.nextCommit(options.signal);
     }
   }

@@ -147,6 +147,9 @@ const DISPATCH_COLUMNS = `
       previous_secret_expires_at TEXT,
       PRIMARY KEY (partner_id, pattern, webhook_id)`;
 
+const DISPATCH_COLUMN_NAMES =
+  'partner_id, pattern, webhook_id, organization_id, url, events, secret, previous_secret, previous_secret_expires_at';
+
 /**
  * Read models written before the dispatch index existed, or before it carried
  * the dispatch columns: derive it from the stored views.
@@ -155,7 +158,7 @@ function migrateDispatchIndex(db: Database.Database): void {
   db.exec(`
     DROP TABLE IF EXISTS main.webhook_dispatch;
     CREATE TABLE main.webhook_dispatch (${DISPATCH_COLUMNS}) WITHOUT ROWID;
-    INSERT OR IGNORE INTO main.webhook_dispatch
+    INSERT OR IGNORE INTO main.webhook_dispatch (${DISPATCH_COLUMN_NAMES})
       SELECT p.value, e.value, w.id, w.organization_id, json_extract(w.doc, '$.url'), json(json_extract(w.doc, '$.events')),
         json(json_extract(w.doc, '$.secret')), json(json_extract(w.doc, '$.previousSecret')),
         json_extract(w.doc, '$.previousSecretExpiresAt')
@@ -212,7 +215,7 @@ class ViewTables {
         `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND webhook_id = ?`,
       ),
       insertDispatch: db.prepare<[string, string, string, string, string, string, string, string | null, string | null]>(
-        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (${DISPATCH_COLUMN_NAMES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertKey: db.prepare<[string, string, string, string, string]>(
         `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
@@ -373,7 +376,7 @@ class ViewTables {
         .prepare<unknown[], DispatchRow>(
           `SELECT webhook_id, organization_id, url, events, secret, previous_secret, previous_secret_expires_at
            FROM ${this.s.dispatchTable}
-           WHERE partner_id = ? AND pattern IN (${keys.map(() => '?').join(',')})`,
+           WHERE partner_id = ? AND pattern IN (${keys.map(() => '?').join(',')})${keys.length === 1 ? ' ORDER BY webhook_id' : ''}`,
         )
         .raw(true);
       this.dispatchStatements.set(keys.length, stmt);
@@ -389,9 +392,9 @@ class ViewTables {
         unique.push(row);
       }
       unique.sort((a, b) => (a[0] < b[0] ? -1 : 1));
-      return unique.map(toDispatchView);
+      return unique.map(dispatchViewOfRow);
     }
-    return rows.map(toDispatchView);
+    return rows.map(dispatchViewOfRow);
   }
 
   findKey(organizationId: string, keyHash: string): IdempotencyKeyEntry | null {
@@ -438,7 +441,7 @@ function sameSecret(a: EncryptedSecret | null, b: EncryptedSecret | null): boole
 /** A dispatch index row in column order: webhook id, organization, url, events, secret, previous secret, its expiry. */
 type DispatchRow = [string, string, string, string, string, string | null, string | null];
 
-function toDispatchView([id, organizationId, url, events, secret, previous, previousExpiresAt]: DispatchRow): DispatchView {
+function dispatchViewOfRow([id, organizationId, url, events, secret, previous, previousExpiresAt]: DispatchRow): DispatchView {
   return {
     id,
     organizationId,

@@ -10,8 +10,8 @@
 //
 // If the worker cannot start or dies, automatic checkpoints come back on.
 // Short-lived stores (tests, command-line tools) never start one.
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startSqliteThread, stopSqliteThread } from './sqliteThread.ts';
 
 /** The writer connection (or a stand-in that forwards to it, e.g. in a writer thread). */
 export interface CheckpointedWriter {
@@ -34,7 +34,6 @@ const AUTOCHECKPOINT_PAGES = 1000;
 /** A WAL file is truncated back to this size after it restarts (bytes). */
 const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
-// Plain CommonJS, so it runs the same under tsx, vitest or compiled output.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
@@ -84,23 +83,16 @@ export class WalCheckpointer {
   private start(): void {
     let worker: Worker;
     try {
-      worker = new Worker(WORKER_SOURCE, {
-        eval: true,
-        // Not the parent's flags: the worker needs no TypeScript loader.
-        execArgv: [],
-        workerData: {
-          driver: createRequire(import.meta.url).resolve('better-sqlite3'),
-          path: this.options.path,
-          synchronous: this.options.synchronous,
-          intervalMs: this.options.intervalMs ?? 5,
-        },
+      worker = startSqliteThread(WORKER_SOURCE, {
+        path: this.options.path,
+        synchronous: this.options.synchronous,
+        intervalMs: this.options.intervalMs ?? 5,
       });
     } catch {
       this.stopped = true; // keep SQLite's automatic checkpoints
       return;
     }
     this.worker = worker;
-    worker.unref();
     worker.once('online', () => {
       if (this.worker === worker && !this.stopped) this.db.pragma('wal_autocheckpoint = 0');
     });
@@ -120,11 +112,7 @@ export class WalCheckpointer {
     const worker = this.worker;
     if (worker === undefined) return;
     this.worker = undefined;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage('stop');
-    const timer = setTimeout(() => void worker.terminate(), 2000);
-    await exited;
-    clearTimeout(timer);
+    await stopSqliteThread(worker);
     if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
   }
 }
