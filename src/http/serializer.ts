@@ -15,8 +15,18 @@ type Serializer = (data: unknown) => string;
 
 const zodSerializer = createSerializerCompiler();
 
+/**
+ * One compiled serializer per schema object: the problem schema alone answers
+ * a handful of status codes on every route, and apps are built once per test.
+ */
+const compiledBySchema = new WeakMap<ZodType, Serializer | null>();
+
 export const serializerCompiler: FastifySerializerCompiler<ZodType> = (route) => {
-  const compiled = compile(route.schema);
+  let compiled = compiledBySchema.get(route.schema);
+  if (compiled === undefined) {
+    compiled = compile(route.schema) ?? null;
+    compiledBySchema.set(route.schema, compiled);
+  }
   return compiled ?? zodSerializer(route);
 };
 

@@ -77,6 +77,7 @@ export class AppendWorker {
   private worker: Worker | undefined;
   /** Connection settings by name, applied when the thread starts and forwarded while it runs. */
   private readonly pragmas = new Map<string, string>();
+  private closed = false;
   private inFlight: { resolve: (r: { results: AppendReply[]; seconds: number }) => void; reject: (e: Error) => void } | undefined;
 
   constructor(private readonly path: string) {}
@@ -94,6 +95,11 @@ export class AppendWorker {
       worker.ref(); // an unanswered append keeps the process alive
       worker.postMessage(batch);
     });
+  }
+
+  /** Until close(): the checkpointer (walCheckpointer.ts) sees this thread as its writer connection. */
+  get open(): boolean {
+    return !this.closed;
   }
 
   /** The writer connection's face for the checkpointer: `wal_autocheckpoint` and `journal_size_limit` only. */
@@ -128,6 +134,7 @@ export class AppendWorker {
 
   /** Stops the worker; call once no commit is in flight. */
   async close(): Promise<void> {
+    this.closed = true;
     const worker = this.worker;
     if (worker === undefined) return;
     this.worker = undefined;

@@ -86,17 +86,7 @@ export class SqliteEventStore implements EventStore {
       head: this.db.prepare<[], { position: number | null }>('SELECT max(position) AS position FROM events'),
     };
     this.writer = new AppendWorker(options.path);
-    const writer = this.writer;
-    const isOpen = (): boolean => !this.closed;
-    this.checkpointer = new WalCheckpointer(
-      {
-        pragma: (source: string) => writer.pragma(source),
-        get open() {
-          return isOpen();
-        },
-      },
-      { path: options.path, synchronous: 'FULL' },
-    );
+    this.checkpointer = new WalCheckpointer(this.writer, { path: options.path, synchronous: 'FULL' });
   }
 
   append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
