@@ -517,11 +517,6 @@ export class SqliteReadModel implements ReadModel {
     return run(() => this.live.dispatchTargets(eventType, partnerId));
   }
 
-  /** Synchronous form for in-process dispatchers on the embedded engine. */
-  dispatchTargetsSync(eventType: string, partnerId: string): DispatchView[] {
-    return this.live.dispatchTargets(eventType, partnerId);
-  }
-
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null> {
     return run(() => this.live.findKey(organizationId, keyHash));
   }
