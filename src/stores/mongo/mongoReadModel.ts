@@ -1,8 +1,9 @@
 // The distributed read model: MongoDB through the `mongodb` 7 driver.
 //
 // Layout (one database):
-//   meta                      {_id:'active', version, lastAllocated}  which collection set is live
-//                             {_id:'checkpoint_v<N>', value}          the checkpoint of set N
+//   meta                      {_id:'active', version, lastAllocated, lease?}  which collection set is live,
+//                                                                             who may replace it (lease.ts)
+//                             {_id:'checkpoint_v<N>', value}                  the checkpoint of set N
 //   webhooks_v<N>             one document per webhook, `_id` = webhook id: the WebhookView
 //                             plus `patterns` (= its events, multikey-indexed for dispatch)
 //   idempotency_keys_v<N>     unique (organizationId, keyHash)
@@ -10,19 +11,30 @@
 // Every event is applied through the shared pure function nextView (so this
 // engine cannot disagree with SQLite about what an event means), with the
 // revision guard enforced twice: in memory before writing, and in the filter
-// of each guarded upsert (`revision` = the revision read, or absent). The
-// batch, its keys and the checkpoint compare-and-set run in one transaction
-// when the deployment supports them (replica set / sharded cluster). Without
-// transactions the writes come first and the checkpoint last, so a crash
-// leaves the model ahead of its checkpoint and the re-delivered events are
-// skipped by the revision guard; a gap is detected before anything is written.
+// of each guarded upsert (`revision` = the revision read, or absent). A batch
+// is applied in transactions of at most DEFAULT_TRANSACTION_LIMITS (1 000
+// events, 4 MiB; batching.ts), each with its keys and its step of the
+// checkpoint compare-and-set, when the deployment supports transactions
+// (replica set / sharded cluster). Without transactions the writes come first
+// and the checkpoint last, so a crash leaves the model ahead of its checkpoint
+// and the re-delivered events are skipped by the revision guard; a gap is
+// detected before anything of its chunk is written.
 //
-// Rebuilds fill a fresh collection set (N+1); commit() switches `active` in one
-// single-document update, then drops the old set after a grace period so reads
+// Reads go to the primary with read concern "majority", writes with write
+// concern "majority", whatever MONGODB_URL says (connection.ts). Every call
+// is bounded: server selection, connect and socket timeouts on the client,
+// maxTimeMS on queries, and transactions are retried only on the server's
+// transient errors (write conflicts), a bounded number of times.
+//
+// Rebuilds fill a fresh collection set (N+1) under a lease (lease.ts);
+// commit() switches `active` with a compare-and-set that checks the lease and
+// the live version, then drops the old set after a grace period so reads
 // already in flight in other processes can finish. reset() is the same switch
 // to an empty set. Passes test/contract/readModel.contract.ts.
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  MongoClient,
+  type MongoClient,
   MongoClientClosedError,
   MongoError,
   MongoNetworkError,
@@ -52,18 +64,52 @@ import {
   type RebuildTarget,
   type WebhookView,
 } from '../readModel.ts';
+import { DEFAULT_TRANSACTION_LIMITS, eventBytes, transactionBatches, type TransactionLimits } from './batching.ts';
+import {
+  createMongoClient,
+  describeDeployment,
+  helloSupportsTransactions,
+  redactUrl,
+  type MongoTimeouts,
+} from './connection.ts';
+import {
+  abandonPlan,
+  decideLease,
+  explainFailedSwitch,
+  ReadModelBusyError,
+  RebuildLeaseLostError,
+  versionsToDrop,
+  type ActiveDoc,
+  type Lease,
+  type LeasePurpose,
+} from './lease.ts';
 
-export interface MongoReadModelOptions {
+export { ReadModelBusyError, RebuildLeaseLostError } from './lease.ts';
+
+export interface MongoReadModelOptions extends MongoTimeouts {
   /** e.g. `mongodb://mongodb:27017/?replicaSet=rs0` (MONGODB_URL). */
   readonly url: string;
   /** Database name (MONGODB_DATABASE). Default: the one in the URL's path, else `webhook_registry`. */
   readonly database?: string;
-  /** How long an operation (and open) waits to find a usable server. Default 5 s. */
-  readonly serverSelectionTimeoutMS?: number;
+  /** Server-side limit of each query (maxTimeMS). Default 5 s. */
+  readonly maxTimeMS?: number;
   /** How long commit()/reset() wait before dropping the replaced collections. Default 2 s. */
   readonly dropGraceMs?: number;
-  /** Use transactions. Default: when the deployment supports them. */
+  /**
+   * Use transactions. Default: when the deployment supports them. `true` on a
+   * standalone server fails at open instead of quietly running without.
+   */
   readonly transactions?: boolean;
+  /** Per-transaction bounds of applyBatch. Default DEFAULT_TRANSACTION_LIMITS. */
+  readonly transactionLimits?: TransactionLimits;
+  /** How long a rebuild/reset lease lasts without renewal (renewed every third of it). Default 60 s. */
+  readonly leaseTtlMs?: number;
+  /**
+   * The driver client to use instead of one built from `url` (tests wrap the
+   * driver's calls to simulate faults). Build it with createMongoClient(url)
+   * so it carries the pinned settings. Closed by close().
+   */
+  readonly client?: MongoClient;
 }
 
 interface WebhookDoc extends WebhookView {
@@ -79,13 +125,27 @@ interface MetaDoc {
   value?: string | null;
   version?: number;
   lastAllocated?: number;
+  lease?: Lease | null;
+}
+
+interface EngineSettings {
+  readonly transactions: boolean;
+  readonly dropGraceMs: number;
+  readonly maxTimeMS: number;
+  readonly transactionLimits: TransactionLimits;
+  readonly leaseTtlMs: number;
 }
 
 const DEFAULT_DATABASE = 'webhook_registry';
 const ACTIVE = 'active';
 const VERSIONED = /^(webhooks|idempotency_keys)_v(\d+)$/;
+const CHECKPOINT = /^checkpoint_v(\d+)$/;
 const DUPLICATE_KEY = 11000;
 const NAMESPACE_NOT_FOUND = 26;
+/** Attempts of one transaction on server-reported transient errors (write conflicts). */
+const TRANSACTION_ATTEMPTS = 5;
+/** Compare-and-set rounds to take the lease when other processes race for it. */
+const LEASE_ATTEMPTS = 5;
 
 /** Server error codes that mean "not reachable right now / try again". */
 const UNAVAILABLE_CODES = new Set<number>([
@@ -111,14 +171,16 @@ const checkpointId = (version: number): string => `checkpoint_v${version}`;
 export class MongoReadModel implements ReadModel {
   private readonly meta: Collection<MetaDoc>;
   private closed = false;
+  /** Whether batches are applied in multi-document transactions (decided at open from the server's hello). */
+  readonly transactions: boolean;
 
   constructor(
     private readonly client: MongoClient,
     private readonly db: Db,
-    private readonly transactions: boolean,
-    private readonly dropGraceMs: number,
+    private readonly settings: EngineSettings,
   ) {
     this.meta = db.collection<MetaDoc>('meta');
+    this.transactions = settings.transactions;
   }
 
   /** The database holding this read model. */
@@ -126,36 +188,46 @@ export class MongoReadModel implements ReadModel {
     return this.db.databaseName;
   }
 
-  /** Whether batches are applied in multi-document transactions. */
-  get usesTransactions(): boolean {
-    return this.transactions;
-  }
-
   // ---- writes ----------------------------------------------------------------------
 
   applyBatch(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
-    return this.guard('apply a batch', () =>
-      this.inTransaction(async (session) => {
-        const version = await this.activeVersion(session);
-        await this.applyTo(version, events, expectedCheckpoint, session);
-      }),
-    );
+    return this.guard('apply a batch', () => this.applyChunked(undefined, events, expectedCheckpoint));
   }
 
+  /**
+   * Applies `events` in bounded transactions, each moving the checkpoint one
+   * step. `version` undefined: the live set, resolved inside each transaction.
+   */
+  private async applyChunked(
+    version: number | undefined,
+    events: readonly RecordedEvent[],
+    expected: string | null,
+  ): Promise<void> {
+    const chunks = events.length === 0 ? [events] : transactionBatches(events, this.settings.transactionLimits, eventBytes);
+    let checkpoint = expected;
+    for (const chunk of chunks) {
+      checkpoint = await this.inTransaction(async (session) => {
+        const target = version ?? (await this.activeVersion(session));
+        return this.applyTo(target, chunk, checkpoint, session);
+      });
+    }
+  }
+
+  /** One transaction's worth; returns the checkpoint it wrote. */
   private async applyTo(
     version: number,
     events: readonly RecordedEvent[],
     expected: string | null,
     session: ClientSession | undefined,
-  ): Promise<void> {
+  ): Promise<string | null> {
     const actual = await this.readCheckpoint(version, session);
     if (actual !== expected) throw new CheckpointConflictError(expected, actual);
-    if (events.length === 0) return;
+    if (events.length === 0) return expected;
 
     // Load every webhook the batch touches, then fold the batch in memory.
     const ids = [...new Set(events.map(webhookIdOf))];
     const stored = await this.webhooks(version)
-      .find({ _id: { $in: ids } }, inSession(session))
+      .find({ _id: { $in: ids } }, this.queryOptions(session))
       .toArray();
     const current = new Map<string, WebhookView | null>(ids.map((id) => [id, null]));
     const readRevision = new Map<string, number | null>(ids.map((id) => [id, null]));
@@ -247,51 +319,77 @@ export class MongoReadModel implements ReadModel {
         throw new CheckpointConflictError(expected, await this.readCheckpoint(version));
       }
     }
+    return next;
   }
 
   reset(): Promise<void> {
     return this.guard('reset', async () => {
-      const old = await this.activeVersion();
-      const fresh = await this.allocateVersion();
-      await this.prepareVersion(fresh);
-      await this.meta.updateOne({ _id: ACTIVE }, { $set: { version: fresh } });
-      await this.retire(old);
+      const lease = await this.acquireLease('reset');
+      try {
+        await this.prepareVersion(lease.version);
+        await this.switchTo(lease);
+      } catch (error) {
+        await this.abandon(lease).catch(() => undefined);
+        throw error;
+      }
+      await this.retire(lease.live);
     });
   }
 
   beginRebuild(): Promise<RebuildTarget> {
     return this.guard('begin a rebuild', async () => {
-      const live = await this.activeVersion();
-      const version = await this.allocateVersion();
-      // Leftovers of aborted or crashed rebuilds (one rebuild runs at a time).
-      await this.dropVersionsExcept(new Set([live, version]));
-      await this.prepareVersion(version);
+      const lease = await this.acquireLease('rebuild');
+      let heartbeat: NodeJS.Timeout | undefined;
+      let lost: string | undefined;
+      try {
+        await this.dropLeftovers(lease);
+        await this.prepareVersion(lease.version);
+      } catch (error) {
+        await this.abandon(lease).catch(() => undefined);
+        throw error;
+      }
+      // Renew while the rebuild runs; a renewal that finds the lease gone marks it lost.
+      heartbeat = setInterval(() => {
+        this.renewLease(lease).then(
+          (held) => {
+            if (!held) lost ??= 'the lease was taken over by another process after it expired';
+          },
+          () => undefined, // transient: the next renewal (or the switch) decides
+        );
+      }, Math.max(1, Math.floor(this.settings.leaseTtlMs / 3)));
+      heartbeat.unref();
+      const stopHeartbeat = (): void => {
+        clearInterval(heartbeat);
+        heartbeat = undefined;
+      };
+
       let finished = false;
       const ensureOpen = (): void => {
         if (finished) throw new Error('this rebuild was already committed or aborted');
+        if (lost !== undefined) throw new RebuildLeaseLostError(`this rebuild of set v${lease.version} lost its lease: ${lost}`);
       };
       return {
         applyBatch: (events, expected) =>
           this.guard('apply a rebuild batch', async () => {
             ensureOpen();
-            await this.inTransaction((session) => this.applyTo(version, events, expected, session));
+            await this.applyChunked(lease.version, events, expected);
           }),
-        checkpoint: () => this.guard('read the rebuild checkpoint', () => this.readCheckpoint(version)),
+        checkpoint: () => this.guard('read the rebuild checkpoint', () => this.readCheckpoint(lease.version)),
         commit: () =>
           this.guard('commit the rebuild', async () => {
             ensureOpen();
             finished = true;
-            const old = await this.activeVersion();
-            // The switch: one single-document update. Readers resolve the active
-            // version per request, so they see the old set or the new one.
-            await this.meta.updateOne({ _id: ACTIVE }, { $set: { version } });
-            if (old !== version) await this.retire(old);
+            stopHeartbeat();
+            await this.switchTo(lease);
+            await this.retire(lease.live);
           }),
         abort: () =>
           this.guard('abort the rebuild', async () => {
-            if (finished) return;
+            stopHeartbeat();
             finished = true;
-            await this.dropVersion(version);
+            // Also after a failed commit, whose switch may have landed with its answer
+            // lost: abandon() never drops the set that is live.
+            await this.abandon(lease);
           }),
       };
     });
@@ -305,7 +403,7 @@ export class MongoReadModel implements ReadModel {
 
   getWebhook(id: string): Promise<WebhookView | null> {
     return this.guard('read a webhook', async () => {
-      const doc = await this.webhooks(await this.activeVersion()).findOne({ _id: id });
+      const doc = await this.webhooks(await this.activeVersion()).findOne({ _id: id }, this.queryOptions());
       return doc ? toView(doc) : null;
     });
   }
@@ -330,7 +428,7 @@ export class MongoReadModel implements ReadModel {
           : {}),
       };
       const docs = await this.webhooks(await this.activeVersion())
-        .find(filter)
+        .find(filter, this.queryOptions())
         .sort({ createdAt: 1, _id: 1 })
         .limit(query.limit)
         .toArray();
@@ -341,12 +439,15 @@ export class MongoReadModel implements ReadModel {
   dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
     return this.guard('look up dispatch targets', async () => {
       const docs = await this.webhooks(await this.activeVersion())
-        .find({
-          patterns: { $in: patternsMatching(eventType) },
-          status: 'ACTIVE',
-          deleted: false,
-          effectivePartnerIds: partnerId,
-        })
+        .find(
+          {
+            patterns: { $in: patternsMatching(eventType) },
+            status: 'ACTIVE',
+            deleted: false,
+            effectivePartnerIds: partnerId,
+          },
+          this.queryOptions(),
+        )
         .sort({ _id: 1 })
         .toArray();
       return docs.map((doc) => toDispatchView(toView(doc)));
@@ -355,7 +456,7 @@ export class MongoReadModel implements ReadModel {
 
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null> {
     return this.guard('read an idempotency key', async () => {
-      const doc = await this.keys(await this.activeVersion()).findOne({ organizationId, keyHash });
+      const doc = await this.keys(await this.activeVersion()).findOne({ organizationId, keyHash }, this.queryOptions());
       return doc
         ? {
             organizationId: doc.organizationId,
@@ -370,6 +471,7 @@ export class MongoReadModel implements ReadModel {
 
   async *allWebhooks(): AsyncIterable<WebhookView> {
     const version = await this.guard('list all webhooks', () => this.activeVersion());
+    // No maxTimeMS: it would bound the whole scan; each round trip is bounded by socketTimeoutMS.
     const cursor = this.webhooks(version).find({}).sort({ _id: 1 });
     try {
       for (;;) {
@@ -395,7 +497,7 @@ export class MongoReadModel implements ReadModel {
     await this.client.close();
   }
 
-  // ---- versions and collections ---------------------------------------------------------
+  // ---- versions, collections and the lease ------------------------------------------------
 
   /** Creates the `active` document on first start and the live set's indexes. */
   async initialize(): Promise<void> {
@@ -411,22 +513,105 @@ export class MongoReadModel implements ReadModel {
     await this.ensureIndexes(await this.activeVersion());
   }
 
-  private async activeVersion(session?: ClientSession): Promise<number> {
-    const doc = await this.meta.findOne({ _id: ACTIVE }, inSession(session));
-    if (typeof doc?.version !== 'number') {
+  private async readActive(session?: ClientSession): Promise<ActiveDoc> {
+    const doc = await this.meta.findOne({ _id: ACTIVE }, this.queryOptions(session));
+    if (typeof doc?.version !== 'number' || typeof doc.lastAllocated !== 'number') {
       throw new Error(`MongoDB read model in database "${this.db.databaseName}" has no active version (meta.active is missing)`);
     }
-    return doc.version;
+    return { version: doc.version, lastAllocated: doc.lastAllocated, lease: doc.lease ?? null };
   }
 
-  private async allocateVersion(): Promise<number> {
-    const doc = await this.meta.findOneAndUpdate(
-      { _id: ACTIVE },
-      { $inc: { lastAllocated: 1 } },
-      { returnDocument: 'after' },
+  private async activeVersion(session?: ClientSession): Promise<number> {
+    return (await this.readActive(session)).version;
+  }
+
+  /**
+   * Takes the lease and allocates a fresh version in one compare-and-set on
+   * `active`: it matches only the document as read (same lastAllocated, same
+   * lease or none), so of two processes racing, one wins and the other reads
+   * again and finds the lease held.
+   */
+  private async acquireLease(purpose: LeasePurpose): Promise<Lease & { readonly live: number }> {
+    const owner = randomUUID();
+    for (let attempt = 1; ; attempt++) {
+      const active = await this.readActive();
+      const now = new Date();
+      const decision = decideLease(active, now);
+      if (decision.kind === 'busy') throw new ReadModelBusyError(decision.holder);
+      const lease: Lease = {
+        owner,
+        version: decision.version,
+        purpose,
+        expiresAt: new Date(now.getTime() + this.settings.leaseTtlMs),
+      };
+      const asRead: Filter<MetaDoc> = {
+        _id: ACTIVE,
+        version: active.version,
+        lastAllocated: active.lastAllocated,
+        ...(decision.takesOver
+          ? { 'lease.owner': decision.takesOver.owner, 'lease.expiresAt': decision.takesOver.expiresAt }
+          : { lease: null }),
+      };
+      const result = await this.meta.updateOne(asRead, { $set: { lastAllocated: decision.version, lease } });
+      if (result.matchedCount === 1) return { ...lease, live: decision.live };
+      if (attempt >= LEASE_ATTEMPTS) {
+        throw new Error('MongoDB read model: could not take the rebuild lease (meta.active keeps changing)');
+      }
+    }
+  }
+
+  /** Extends the lease; false if it is no longer ours. */
+  private async renewLease(lease: Lease): Promise<boolean> {
+    const result = await this.meta.updateOne(
+      { _id: ACTIVE, 'lease.owner': lease.owner },
+      { $set: { 'lease.expiresAt': new Date(Date.now() + this.settings.leaseTtlMs) } },
     );
-    if (typeof doc?.lastAllocated !== 'number') throw new Error('MongoDB read model: meta.active is missing');
-    return doc.lastAllocated;
+    return result.matchedCount === 1;
+  }
+
+  /**
+   * The switch: one compare-and-set on `active` that succeeds only while we
+   * hold the lease and the live version is the one we started from. Readers
+   * resolve the active version per request, so they see the old set or the new.
+   */
+  private async switchTo(lease: Lease & { readonly live: number }): Promise<void> {
+    const result = await this.meta.updateOne(
+      { _id: ACTIVE, version: lease.live, 'lease.owner': lease.owner },
+      { $set: { version: lease.version }, $unset: { lease: '' } },
+    );
+    if (result.matchedCount === 1) return;
+    const active = await this.readActive();
+    if (active.version === lease.version) return; // an earlier attempt landed
+    throw new RebuildLeaseLostError(
+      `the ${lease.purpose} of set v${lease.version} was not switched in: ${explainFailedSwitch(active, lease)}`,
+    );
+  }
+
+  /** After a failure: drop our set unless it became live, release the lease if still ours. */
+  private async abandon(lease: Lease): Promise<void> {
+    const plan = abandonPlan(await this.readActive(), lease);
+    if (plan.dropOwn) await this.dropVersion(lease.version);
+    if (plan.release) await this.meta.updateOne({ _id: ACTIVE, 'lease.owner': lease.owner }, { $unset: { lease: '' } });
+  }
+
+  /** Leftovers of aborted or crashed rebuilds and of earlier switches (see versionsToDrop). */
+  private async dropLeftovers(lease: Lease): Promise<void> {
+    const existing = new Set<number>();
+    for (const { name } of await this.db.listCollections({}, { nameOnly: true }).toArray()) {
+      const match = VERSIONED.exec(name);
+      if (match?.[2] !== undefined) existing.add(Number(match[2]));
+    }
+    for (const doc of await this.meta.find({ _id: { $regex: CHECKPOINT } }, this.queryOptions()).toArray()) {
+      const match = CHECKPOINT.exec(doc._id);
+      if (match?.[1] !== undefined) existing.add(Number(match[1]));
+    }
+    const drop = versionsToDrop(existing, {
+      active: await this.readActive(),
+      owner: lease.owner,
+      own: lease.version,
+      now: new Date(),
+    });
+    for (const version of drop) await this.dropVersion(version);
   }
 
   /** An empty collection set with its indexes and no checkpoint. */
@@ -449,9 +634,10 @@ export class MongoReadModel implements ReadModel {
     ]);
   }
 
-  /** Drops a replaced set after the grace period. */
+  /** Drops a replaced set after the grace period, unless it is live (never: versions are not reused). */
   private async retire(version: number): Promise<void> {
-    if (this.dropGraceMs > 0) await new Promise((resolve) => setTimeout(resolve, this.dropGraceMs));
+    if (this.settings.dropGraceMs > 0) await sleep(this.settings.dropGraceMs);
+    if ((await this.activeVersion()) === version) return;
     await this.dropVersion(version);
   }
 
@@ -461,18 +647,8 @@ export class MongoReadModel implements ReadModel {
     await this.meta.deleteOne({ _id: checkpointId(version) });
   }
 
-  private async dropVersionsExcept(keep: ReadonlySet<number>): Promise<void> {
-    const collections = await this.db.listCollections({}, { nameOnly: true }).toArray();
-    const stale = new Set<number>();
-    for (const { name } of collections) {
-      const match = VERSIONED.exec(name);
-      if (match?.[2] !== undefined && !keep.has(Number(match[2]))) stale.add(Number(match[2]));
-    }
-    for (const version of stale) await this.dropVersion(version);
-  }
-
   private async readCheckpoint(version: number, session?: ClientSession): Promise<string | null> {
-    const doc = await this.meta.findOne({ _id: checkpointId(version) }, inSession(session));
+    const doc = await this.meta.findOne({ _id: checkpointId(version) }, this.queryOptions(session));
     return doc?.value ?? null;
   }
 
@@ -484,22 +660,56 @@ export class MongoReadModel implements ReadModel {
     return this.db.collection<KeyDoc>(keysName(version));
   }
 
-  private async inTransaction(work: (session: ClientSession | undefined) => Promise<void>): Promise<void> {
-    if (!this.transactions) {
-      await work(undefined);
-      return;
-    }
+  /** Options of a bounded query, in the session when there is one. */
+  private queryOptions(session?: ClientSession): { maxTimeMS: number; session?: ClientSession } {
+    return { maxTimeMS: this.settings.maxTimeMS, ...inSession(session) };
+  }
+
+  /**
+   * Runs `work` in a transaction (or directly, without transactions). Not the
+   * driver's withTransaction: that retries for up to 120 s, also on network
+   * errors, so a hung server would hold a caller for two minutes. Here only
+   * errors the *server* labels transient (a write conflict with a concurrent
+   * applier, which on retry sees the moved checkpoint) are retried, a bounded
+   * number of times; a network error or timeout surfaces at once (as
+   * StoreUnavailableError), and the caller's retry of the same batch is safe:
+   * the checkpoint compare-and-set tells whether the lost commit landed.
+   */
+  private async inTransaction<T>(work: (session: ClientSession | undefined) => Promise<T>): Promise<T> {
+    if (!this.transactions) return work(undefined);
     const session = this.client.startSession();
     try {
-      // Retries the whole callback on transient errors (e.g. a write conflict
-      // with a concurrent applier, which then sees the moved checkpoint).
-      await session.withTransaction(() => work(session), {
-        readConcern: { level: 'snapshot' },
-        writeConcern: { w: 'majority' },
-        readPreference: 'primary',
-      });
+      for (let attempt = 1; ; attempt++) {
+        session.startTransaction({
+          readConcern: { level: 'snapshot' },
+          writeConcern: { w: 'majority' },
+          readPreference: 'primary',
+          maxCommitTimeMS: this.settings.maxTimeMS,
+        });
+        let result: T;
+        try {
+          result = await work(session);
+        } catch (error) {
+          if (session.inTransaction()) await session.abortTransaction().catch(() => undefined);
+          if (attempt < TRANSACTION_ATTEMPTS && isServerTransient(error)) {
+            await sleep(backoffMs(attempt));
+            continue;
+          }
+          throw error;
+        }
+        try {
+          await session.commitTransaction();
+          return result;
+        } catch (error) {
+          if (attempt < TRANSACTION_ATTEMPTS && isServerTransient(error)) {
+            await sleep(backoffMs(attempt));
+            continue;
+          }
+          throw error;
+        }
+      }
     } finally {
-      await session.endSession();
+      await session.endSession().catch(() => undefined);
     }
   }
 
@@ -513,35 +723,37 @@ export class MongoReadModel implements ReadModel {
 }
 
 /**
- * Connects with a short server-selection timeout and pings, so an unreachable
+ * Connects with bounded timeouts and pings, so an unreachable or silent
  * server fails at start with a clear StoreUnavailableError.
  */
 export async function openMongoReadModel(options: MongoReadModelOptions): Promise<MongoReadModel> {
-  let client: MongoClient;
-  try {
-    client = new MongoClient(options.url, {
-      appName: 'webhook-registry',
-      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 5_000,
-      writeConcern: { w: 'majority' },
-    });
-  } catch (error) {
-    // The parser's message may quote the URL, which can hold credentials.
-    throw new Error(`MONGODB_URL is not a valid MongoDB connection string (${redact(options.url)})`, { cause: error });
-  }
+  const client = options.client ?? createMongoClient(options.url, options);
   try {
     await client.connect();
     const databaseName = options.database ?? (urlNamesDatabase(options.url) ? client.options.dbName : DEFAULT_DATABASE);
     const db = client.db(databaseName);
-    await db.command({ ping: 1 });
-    const transactions = options.transactions ?? (await supportsTransactions(db));
-    const model = new MongoReadModel(client, db, transactions, options.dropGraceMs ?? 2_000);
+    const hello = await db.admin().command({ hello: 1 });
+    const capable = helloSupportsTransactions(hello);
+    if (options.transactions === true && !capable) {
+      throw new Error(
+        `MongoDB at ${redactUrl(options.url)} is ${describeDeployment(hello)}, which cannot run multi-document ` +
+          'transactions; transactions were required (run a replica set, or leave `transactions` unset)',
+      );
+    }
+    const model = new MongoReadModel(client, db, {
+      transactions: options.transactions ?? capable,
+      dropGraceMs: options.dropGraceMs ?? 2_000,
+      maxTimeMS: options.maxTimeMS ?? 5_000,
+      transactionLimits: options.transactionLimits ?? DEFAULT_TRANSACTION_LIMITS,
+      leaseTtlMs: options.leaseTtlMs ?? 60_000,
+    });
     await model.initialize();
     return model;
   } catch (error) {
     await client.close().catch(() => undefined);
     if (!isUnavailable(error)) throw error;
     const reason = error instanceof Error ? error.message : String(error);
-    throw new StoreUnavailableError(`MongoDB at ${redact(options.url)} cannot be reached: ${reason}`, { cause: error });
+    throw new StoreUnavailableError(`MongoDB at ${redactUrl(options.url)} cannot be reached: ${reason}`, { cause: error });
   }
 }
 
@@ -552,10 +764,8 @@ function inSession(session: ClientSession | undefined): { session?: ClientSessio
   return session === undefined ? {} : { session };
 }
 
-/** Replica sets and sharded clusters run multi-document transactions; a standalone server does not. */
-async function supportsTransactions(db: Db): Promise<boolean> {
-  const hello = await db.admin().command({ hello: 1 });
-  return typeof hello.setName === 'string' || hello.msg === 'isdbgrid';
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(10 * 2 ** attempt, 200);
 }
 
 function webhookIdOf(event: RecordedEvent): string {
@@ -590,6 +800,15 @@ function isDuplicateKey(error: unknown): boolean {
   return list.length > 0 && list.every((e) => e.code === DUPLICATE_KEY);
 }
 
+/** A transient error the server itself reported (e.g. WriteConflict), not a lost connection or a timeout. */
+function isServerTransient(error: unknown): boolean {
+  return (
+    error instanceof MongoServerError &&
+    error.hasErrorLabel('TransientTransactionError') &&
+    !(typeof error.code === 'number' && UNAVAILABLE_CODES.has(error.code))
+  );
+}
+
 function isUnavailable(error: unknown): boolean {
   if (
     error instanceof MongoNetworkError ||
@@ -619,7 +838,9 @@ function mapError(error: unknown, operation: string): unknown {
   if (
     error instanceof StoreUnavailableError ||
     error instanceof CheckpointConflictError ||
-    error instanceof ProjectionGapError
+    error instanceof ProjectionGapError ||
+    error instanceof ReadModelBusyError ||
+    error instanceof RebuildLeaseLostError
   ) {
     return error;
   }
@@ -631,8 +852,4 @@ function mapError(error: unknown, operation: string): unknown {
 /** True when the URL's path names a database (`mongodb://host/db?…`). */
 function urlNamesDatabase(url: string): boolean {
   return /^mongodb(\+srv)?:\/\/[^/]+\/[^/?]+/i.test(url);
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/[^@/?#]*@/, '//***@');
 }
