@@ -41,8 +41,14 @@ export const PINNED_SETTINGS = Object.freeze({
 } as const);
 
 /** The driver client for MONGODB_URL with the pinned settings and the timeouts. */
-export function createMongoClient(url: string, timeouts: MongoTimeouts = {}): MongoClient {
+export function createMongoClient(
+  url: string,
+  timeouts: MongoTimeouts = {},
+  /** Further driver options (e.g. `monitorCommands` in tests); the pinned settings and timeouts win. */
+  extra: MongoClientOptions = {},
+): MongoClient {
   const options: MongoClientOptions = {
+    ...extra,
     appName: 'webhook-registry',
     serverSelectionTimeoutMS: timeouts.serverSelectionTimeoutMS ?? DEFAULT_TIMEOUTS.serverSelectionTimeoutMS,
     connectTimeoutMS: timeouts.connectTimeoutMS ?? DEFAULT_TIMEOUTS.connectTimeoutMS,
@@ -50,7 +56,9 @@ export function createMongoClient(url: string, timeouts: MongoTimeouts = {}): Mo
     // A connection checked out of a saturated pool waits no longer than a server selection.
     waitQueueTimeoutMS: timeouts.serverSelectionTimeoutMS ?? DEFAULT_TIMEOUTS.serverSelectionTimeoutMS,
     readPreference: PINNED_SETTINGS.readPreference,
+    // Both spellings: a `readConcernLevel` in the URL would otherwise win over `readConcern`.
     readConcern: { level: PINNED_SETTINGS.readConcern.level },
+    readConcernLevel: PINNED_SETTINGS.readConcern.level,
     writeConcern: { w: PINNED_SETTINGS.writeConcern.w },
   };
   try {

@@ -667,8 +667,9 @@ export class MongoReadModel implements ReadModel {
 
   /**
    * Runs `work` in a transaction (or directly, without transactions). Not the
-   * driver's withTransaction: that retries for up to 120 s, also on network
-   * errors, so a hung server would hold a caller for two minutes. Here only
+   * driver's withTransaction: that retries every TransientTransactionError for
+   * up to 120 s, a label the driver also puts on network errors inside a
+   * transaction, so a flapping server could hold a caller that long. Here only
    * errors the *server* labels transient (a write conflict with a concurrent
    * applier, which on retry sees the moved checkpoint) are retried, a bounded
    * number of times; a network error or timeout surfaces at once (as
@@ -822,6 +823,8 @@ function isUnavailable(error: unknown): boolean {
     return true;
   }
   if (error instanceof MongoError) {
+    // Not exported by the driver: every pooled connection is busy on a silent server, or the pool closed.
+    if (error.name === 'MongoWaitQueueTimeoutError' || error.name === 'MongoPoolClosedError') return true;
     if (
       error.hasErrorLabel('RetryableWriteError') ||
       error.hasErrorLabel('TransientTransactionError') ||
