@@ -69,6 +69,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): vo
   r.get('/health/live', {
     schema: {
       summary: 'Liveness: the process answers.',
+      operationId: 'getLiveness',
       tags: ['operations'],
       response: { 200: liveResponse },
     },
@@ -130,6 +131,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): vo
   r.get('/health/ready', {
     schema: {
       summary: 'Readiness: the stores answer and the read model is no more than PROJECTOR_MAX_LAG_SECONDS behind the log.',
+      operationId: 'getReadiness',
       tags: ['operations'],
       response: { 200: readinessResponse, 503: notReadyProblem },
     },

@@ -2,7 +2,7 @@
 // responses with them, and /openapi.json is generated from them, so the
 // documentation cannot drift from what the server does.
 import { z } from 'zod';
-import { checkPattern, isValidEventType, type EventTypeCatalog } from '../domain/eventTypes.ts';
+import { checkPattern, isValidEventType, patternsMatching, type EventTypeCatalog } from '../domain/eventTypes.ts';
 import { isValidSecret } from '../domain/secret.ts';
 import { checkWebhookUrl, MAX_URL_LENGTH } from '../domain/urlPolicy.ts';
 
@@ -23,6 +23,26 @@ export const timestamp = z.string().meta({ format: 'date-time', example: '2023-1
 
 export const webhookStatus = z.enum(['ACTIVE', 'PAUSED', 'DISABLED']);
 
+// Documentation only (the refinements below are what the server enforces):
+// patterns a client generator or a schema faker can satisfy, and that the
+// server accepts. The OpenAPI contract test sends bodies generated from them.
+
+/** An exact event type: lowercase segments joined by dots (isValidEventType). */
+export const EVENT_TYPE_PATTERN = '^[a-z][a-z0-9_]*(?:\\.[a-z][a-z0-9_]*)*$';
+/** An event type or a segment wildcard ending in `.*` (the syntax checkPattern accepts). */
+export const EVENT_PATTERN_PATTERN = '^[a-z][a-z0-9_]*(?:\\.[a-z][a-z0-9_]*)*(?:\\.\\*)?$';
+/**
+ * `whsec_` + standard base64 of 24–64 bytes (isValidSecret): 8–21 whole
+ * groups of four characters, the last one possibly padded, never beyond 64 bytes.
+ */
+export const SECRET_PATTERN =
+  '^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{3}=)$';
+/** A valid secret for examples (the Standard Webhooks specification's own, 24 bytes). */
+export const SECRET_EXAMPLE = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+
+const EVENT_DESCRIPTION =
+  'Event type or segment wildcard (compliance.*, kyc.*, self_service_invitation.*). Root * is not supported.';
+
 export interface SchemaOptions {
   readonly catalog: EventTypeCatalog;
   readonly allowInsecureUrls: boolean;
@@ -40,27 +60,40 @@ export function createSchemas(options: SchemaOptions) {
     })
     .meta({ format: 'uri', description: 'Absolute https URL of the endpoint.', example: 'https://hooks.example.com/nt24' });
 
-  const eventPattern = z.string({ message: 'must be a string' }).superRefine((value, ctx) => {
-    const problem = checkPattern(value, options.catalog);
-    if (problem === undefined) return;
-    const message =
-      problem.kind === 'root-wildcard'
-        ? 'root wildcard "*" is not supported; subscribe to a namespace such as "kyc.*"'
-        : problem.kind === 'malformed'
-          ? 'must be an event type or a segment wildcard: lowercase segments joined by ".", optionally ending in ".*"'
-          : 'matches no known event type (see GET /v1/event-types)';
-    ctx.addIssue({ code: 'custom', message });
-  });
+  // The values the server accepts are finite: the catalog's types and the
+  // wildcard of every proper prefix of one (a wildcard must match a type).
+  const catalogTypes = options.catalog.types.map((t) => t.name);
+  const catalogWildcards = [...new Set(catalogTypes.flatMap((name) => patternsMatching(name).slice(1)))].sort();
+  const eventPattern = z
+    .string({ message: 'must be a string' })
+    .superRefine((value, ctx) => {
+      const problem = checkPattern(value, options.catalog);
+      if (problem === undefined) return;
+      const message =
+        problem.kind === 'root-wildcard'
+          ? 'root wildcard "*" is not supported; subscribe to a namespace such as "kyc.*"'
+          : problem.kind === 'malformed'
+            ? 'must be an event type or a segment wildcard: lowercase segments joined by ".", optionally ending in ".*"'
+            : 'matches no known event type (see GET /v1/event-types)';
+      ctx.addIssue({ code: 'custom', message });
+    })
+    .meta({
+      pattern: EVENT_PATTERN_PATTERN,
+      anyOf: [
+        { title: 'Event type', description: 'An event type of the catalog (GET /v1/event-types).', enum: catalogTypes },
+        ...(catalogWildcards.length > 0
+          ? [{ title: 'Segment wildcard', description: 'Every catalog type under this prefix, at any depth.', enum: catalogWildcards }]
+          : []),
+      ],
+      example: 'kyc.*',
+    });
 
   const events = z
     .array(eventPattern, { message: 'must be an array of event types' })
     .min(1, { message: 'must list at least one event type' })
     .max(MAX_EVENTS, { message: `must list at most ${MAX_EVENTS} event types` })
     .transform((list) => [...new Set(list)])
-    .meta({
-      description: 'Event type or segment wildcard (compliance.*, kyc.*, self_service_invitation.*). Root * is not supported.',
-      example: ['kyc.*', 'compliance.case.opened'],
-    });
+    .meta({ description: EVENT_DESCRIPTION, example: ['kyc.*', 'compliance.case.opened'] });
 
   const partnerIds = z
     .array(uuid, { message: 'must be an array of partner UUIDs' })
@@ -68,13 +101,20 @@ export function createSchemas(options: SchemaOptions) {
     .max(MAX_PARTNERS, { message: `must list at most ${MAX_PARTNERS} partners` })
     // Duplicates are removed by the route after the authorization check, so
     // its 403 pointers index the list as the client sent it.
-    .meta({ description: 'Only events for these partners fire on this endpoint. Omit for all authorized partners.' });
+    .meta({
+      description: 'Optional filter — if set, only events for these partners fire on this endpoint. Omit for all authorized partners.',
+    });
 
   // The message never contains the value: a secret must not be echoed.
   const secret = z
     .string({ message: 'must be a string' })
     .refine(isValidSecret, { message: 'must be "whsec_" followed by the base64 of 24 to 64 random bytes' })
-    .meta({ description: 'Standard Webhooks signing secret; generated when omitted.' });
+    .meta({
+      description:
+        'Optional provided secret. If omitted, server generates. Standard Webhooks format: `whsec_` + base64 of 24–64 bytes.',
+      pattern: SECRET_PATTERN,
+      example: SECRET_EXAMPLE,
+    });
 
   const registerBody = z
     .strictObject({ url: webhookUrl, events, partnerIds: partnerIds.optional(), secret: secret.optional() })
@@ -110,10 +150,13 @@ export const webhookIdParams = z.object({ id: uuid.meta({ description: 'Webhook 
 const webhookFields = {
   id: z.string().meta({ example: '0b5fd2a4-55c4-5d2b-9a43-6e3e0b9b2c10' }),
   url: z.string().meta({ format: 'uri' }),
-  events: z.array(z.string()),
+  events: z.array(z.string().meta({ pattern: EVENT_PATTERN_PATTERN })).meta({ description: EVENT_DESCRIPTION }),
   status: webhookStatus,
   createdAt: timestamp,
-  partnerIds: z.array(z.string().meta({ format: 'uuid' })).optional(),
+  partnerIds: z
+    .array(z.string().meta({ format: 'uuid' }))
+    .optional()
+    .meta({ description: 'Only events for these partners fire on this endpoint; absent: all authorized partners.' }),
   updatedAt: timestamp,
 };
 
@@ -122,8 +165,13 @@ export const webhookResponse = z.object(webhookFields).meta({ id: 'Webhook' });
 export const registeredResponse = z
   .object({
     ...webhookFields,
-    status: z.literal('ACTIVE'),
-    secret: z.string().meta({ description: 'Signing secret — returned only on the create response.' }),
+    // Always ACTIVE when registered; documented as the reference page does (an enum, not a constant).
+    status: webhookStatus,
+    secret: z.string().meta({
+      description: 'Signing secret — returned only on the create response. Not included on GET / list.',
+      pattern: SECRET_PATTERN,
+      example: SECRET_EXAMPLE,
+    }),
   })
   .meta({ id: 'RegisteredWebhook' });
 
@@ -145,11 +193,19 @@ export const listQuery = z.strictObject({
     .refine((v) => isValidEventType(v.endsWith('.*') ? v.slice(0, -2) : v), {
       message: 'must be an event type or a segment wildcard',
     })
-    .optional(),
+    .optional()
+    .meta({ description: 'Only webhooks subscribed with exactly this pattern.', pattern: EVENT_PATTERN_PATTERN, example: 'kyc.*' }),
 });
 
 export const rotateResponse = z
-  .object({ secret: z.string(), previousSecretExpiresAt: timestamp })
+  .object({
+    secret: z.string().meta({
+      description: 'The new signing secret — shown only in this response.',
+      pattern: SECRET_PATTERN,
+      example: SECRET_EXAMPLE,
+    }),
+    previousSecretExpiresAt: timestamp.meta({ description: 'The previous secret stays valid for signing until then.' }),
+  })
   .meta({ id: 'RotatedSecret' });
 
 export const eventTypeList = z
@@ -157,7 +213,10 @@ export const eventTypeList = z
   .meta({ id: 'EventTypeList' });
 
 export const dispatchQuery = z.strictObject({
-  eventType: z.string().refine(isValidEventType, { message: 'must be an event type such as kyc.verification.approved' }),
+  eventType: z
+    .string()
+    .refine(isValidEventType, { message: 'must be an event type such as kyc.verification.approved' })
+    .meta({ description: 'The event type being delivered.', pattern: EVENT_TYPE_PATTERN, example: 'kyc.verification.approved' }),
   partnerId: uuid,
 });
 

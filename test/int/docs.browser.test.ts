@@ -22,7 +22,7 @@ interface Operation {
   security: Record<string, string[]>[];
   parameters: { in: string; name: string; required: boolean }[];
   requestBody: { content: Record<string, { schema: unknown }> };
-  responses: Record<string, { content?: Record<string, unknown>; headers?: Record<string, unknown> }>;
+  responses: Record<string, { $ref?: string; content?: Record<string, unknown>; headers?: Record<string, unknown> }>;
 }
 
 interface OpenApiDocument {
@@ -31,6 +31,7 @@ interface OpenApiDocument {
   components: {
     schemas: Record<string, JsonSchema>;
     securitySchemes: { oauth2: { flows: { clientCredentials: { tokenUrl: string } } }; bearerAuth: unknown };
+    responses: Record<string, { content?: Record<string, unknown>; headers?: Record<string, unknown> }>;
   };
 }
 
@@ -52,12 +53,18 @@ describe('the API reference at /docs in chromium', () => {
     expect(doc.body.openapi).toBe('3.1.0');
     const register = doc.body.paths['/v1/webhooks']!.post!;
     expect(register.security).toEqual([{ oauth2: ['webhooks:write'] }, { bearerAuth: [] }]);
-    expect(register.parameters).toContainEqual(expect.objectContaining({ in: 'header', name: 'idempotency-key', required: true }));
+    // Spelled as the API reference page spells it, so generated clients read like the page (the server matches any case).
+    expect(register.parameters).toContainEqual(expect.objectContaining({ in: 'header', name: 'Idempotency-Key', required: true }));
     expect(register.requestBody.content['application/json']?.schema).toEqual({
       $ref: '#/components/schemas/RegisterWebhookRequestInput',
     });
-    expect(register.responses['400']?.content?.['application/problem+json']).toBeDefined();
-    expect(register.responses['429']?.headers?.['Retry-After']).toBeDefined();
+    // Errors are documented once under components/responses and referenced by every operation that can give them.
+    const response = (status: string) => {
+      const ref = register.responses[status]?.$ref ?? '';
+      return doc.body.components.responses[ref.replace('#/components/responses/', '')];
+    };
+    expect(response('400')?.content?.['application/problem+json']).toBeDefined();
+    expect(response('429')?.headers?.['Retry-After']).toBeDefined();
     expect(doc.body.components.securitySchemes.oauth2.flows.clientCredentials.tokenUrl).toBe(
       `${registry.oauth.issuer}/protocol/openid-connect/token`,
     );

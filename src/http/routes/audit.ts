@@ -145,6 +145,7 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
     config: { scopes: [SCOPES.read, SCOPES.audit] },
     schema: {
       summary: 'The audit trail of one webhook: every change with its time, actor, revision and position; never secrets.',
+      operationId: 'getWebhookHistory',
       tags: ['webhooks'],
       params: webhookIdParams,
       querystring: historyQuery,
@@ -198,6 +199,7 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
       summary:
         'The state of every webhook at a past instant, rebuilt from the event log alone (deleted ones flagged). ' +
         'Before the first event: an empty list.',
+      operationId: 'getWebhooksAsOf',
       tags: ['audit'],
       querystring: auditQuery,
       response: { 200: auditList, ...errors(400, 401, 403, 500, 503) },

@@ -20,6 +20,7 @@ export function registerDispatchRoutes(
     config: { scopes: [SCOPES.dispatch] },
     schema: {
       summary: 'Every ACTIVE webhook that must receive this event type for this partner, with its signing secrets.',
+      operationId: 'getDispatchTargets',
       tags: ['dispatch'],
       querystring: dispatchQuery,
       response: { 200: dispatchTargets, 400: problem, 401: problem, 403: problem, 503: problem },
@@ -35,10 +36,11 @@ export function registerDispatchRoutes(
     config: { scopes: [SCOPES.dispatch] },
     schema: {
       summary: 'Disable a webhook (e.g. after repeated delivery failures). Idempotent.',
+      operationId: 'disableWebhook',
       tags: ['dispatch'],
       params: webhookIdParams,
       body: disableBody,
-      response: { 200: webhookResponse, 400: problem, 401: problem, 403: problem, 404: problem, 503: problem },
+      response: { 200: webhookResponse, 400: problem, 401: problem, 403: problem, 404: problem, 409: problem, 503: problem },
     },
     handler: async (request, reply) => {
       const principal = principalOf(request);

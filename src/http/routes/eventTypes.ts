@@ -11,6 +11,7 @@ export function registerEventTypeRoutes(app: FastifyInstance, catalog: EventType
     config: { scopes: [SCOPES.read] },
     schema: {
       summary: 'The event types a webhook can subscribe to.',
+      operationId: 'listEventTypes',
       tags: ['event types'],
       response: { 200: eventTypeList, 401: problem, 403: problem },
     },

@@ -43,13 +43,33 @@ export interface WebhookRouteDeps {
   readonly onReplay?: () => void;
 }
 
+// Header names are lower case here because fastify validates the lower-cased
+// headers; the API document spells them as the reference page does
+// (Idempotency-Key, If-Match: see openapi.ts). The handler checks the key (requireKey).
 const idempotencyHeader = z.object({
   'idempotency-key': z
     .string()
     .optional()
-    .meta({ description: 'Client-generated unique key (UUID recommended), 1–255 visible ASCII characters.' }),
+    .meta({
+      description:
+        'Client-generated unique key (UUID recommended) for this write operation. Identical key + identical body within 24h ' +
+        'returns the cached response. Identical key + different body returns 422. 1–255 visible ASCII characters; the ' +
+        'quoted structured-field form `"…"` is accepted.',
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^(?:[\\x21\\x23-\\x7E][\\x21-\\x7E]{0,254}|"[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,253}")$',
+      example: '5f0c1c9e-4e0b-4a55-9a57-0d8e9d1c7a11',
+    }),
 });
-const ifMatchHeader = z.object({ 'if-match': z.string().optional().meta({ description: 'The ETag of the webhook as last read.' }) });
+const ifMatchHeader = z.object({
+  'if-match': z
+    .string()
+    .optional()
+    .meta({
+      description: 'The ETag of the webhook as last read (or `*`); a different one is answered with 412 and changes nothing.',
+      example: '"0"',
+    }),
+});
 const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, problem]));
 
 export function toWebhookResponse(w: Webhook): z.input<typeof webhookResponse> {
@@ -135,6 +155,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Register a webhook endpoint.',
+      operationId: 'registerWebhook',
       tags: ['webhooks'],
       headers: idempotencyHeader,
       body: schemas.registerBody,
@@ -167,6 +188,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     config: { scopes: [SCOPES.read], organization: true },
     schema: {
       summary: 'Get one webhook (without its secret).',
+      operationId: 'getWebhook',
       tags: ['webhooks'],
       params: webhookIdParams,
       response: { 200: webhookResponse, ...errors(400, 401, 403, 404, 503) },
@@ -185,6 +207,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     config: { scopes: [SCOPES.read], organization: true },
     schema: {
       summary: 'List the organization’s webhooks.',
+      operationId: 'listWebhooks',
       tags: ['webhooks'],
       querystring: listQuery,
       response: { 200: webhookList, ...errors(400, 401, 403, 503) },
@@ -214,6 +237,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Change a webhook: url, events, partnerIds (null = all authorized partners), status ACTIVE/PAUSED.',
+      operationId: 'updateWebhook',
       tags: ['webhooks'],
       params: webhookIdParams,
       headers: idempotencyHeader.extend(ifMatchHeader.shape),
@@ -240,6 +264,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Delete a webhook.',
+      operationId: 'deleteWebhook',
       tags: ['webhooks'],
       params: webhookIdParams,
       headers: idempotencyHeader.extend(ifMatchHeader.shape),
@@ -258,6 +283,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     config: { scopes: [SCOPES.write], organization: true },
     schema: {
       summary: 'Rotate the signing secret; the previous one stays valid for the grace period (default 24 h, at most 7 days).',
+      operationId: 'rotateWebhookSecret',
       tags: ['webhooks'],
       params: webhookIdParams,
       headers: idempotencyHeader,
