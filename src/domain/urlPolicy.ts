@@ -3,6 +3,7 @@
 // (SSRF) is refused: non-https, userinfo, local and metadata host names, and
 // IP literals in non-public ranges. IP parsing is ipaddr.js, not a regex.
 import ipaddr from 'ipaddr.js';
+import { isWellFormedText } from './text.ts';
 
 export const MAX_URL_LENGTH = 2048;
 
@@ -29,15 +30,35 @@ export interface UrlPolicyOptions {
   readonly allowInsecure: boolean;
 }
 
+// Characters that HTTP clients read differently: the WHATWG parser drops tabs
+// and newlines and trims spaces and C0 controls, and treats a backslash as "/"
+// in https URLs, while curl or Python's urlsplit keep them or split elsewhere
+// (`https://evil.com\@169.254.169.254/` is evil.com to one, the metadata
+// address to the other). Refused outright, so no stored URL is ambiguous.
+// eslint-disable-next-line no-control-regex -- control characters are the point
+const AMBIGUOUS = /[\u0000-\u0020\u007f\\]/;
+
+/**
+ * The one form of an accepted URL that is stored and handed to dispatchers:
+ * the WHATWG serialization of what the policy checked (host lower-cased and
+ * punycoded, path percent-encoded), so every client reads the host we judged.
+ */
+export function normalizeWebhookUrl(raw: string): string {
+  return new URL(raw).href;
+}
+
 /** Returns a reason when the URL is not acceptable, undefined when it is. */
 export function checkWebhookUrl(raw: string, options: UrlPolicyOptions): string | undefined {
   if (raw.length > MAX_URL_LENGTH) return `must be at most ${MAX_URL_LENGTH} characters`;
+  if (!isWellFormedText(raw)) return 'must be well-formed Unicode text';
+  if (AMBIGUOUS.test(raw)) return 'must not contain spaces, control characters or backslashes';
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
     return 'must be an absolute URL';
   }
+  if (url.href.length > MAX_URL_LENGTH) return `must be at most ${MAX_URL_LENGTH} characters once normalized`;
   if (url.username !== '' || url.password !== '') return 'must not contain userinfo';
   if (options.allowInsecure) {
     return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : 'must use https';
