@@ -24,6 +24,7 @@ import { registerDispatchRoutes } from './routes/dispatch.ts';
 import { registerEventTypeRoutes } from './routes/eventTypes.ts';
 import { registerWebhookRoutes } from './routes/webhooks.ts';
 import { createSchemas } from './schemas.ts';
+import { registerJsonBodyParser } from './jsonBody.ts';
 import { ServiceUnavailableError } from '../errors.ts';
 
 export interface AppDeps {
@@ -88,11 +89,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Bodies are JSON only: without fastify's default text/plain parser any other
   // media type is a 415 on every route.
   app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser(
-    'application/merge-patch+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
+  registerJsonBodyParser(app);
 
   // Graceful shutdown: once close() starts, new requests on open connections
   // get 503 and every response closes its connection, so in-flight requests

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { checkPattern, isValidEventType, patternsMatching, type EventTypeCatalog } from '../domain/eventTypes.ts';
 import { isValidSecret } from '../domain/secret.ts';
-import { checkWebhookUrl, MAX_URL_LENGTH } from '../domain/urlPolicy.ts';
+import { checkWebhookUrl, MAX_URL_LENGTH, normalizeWebhookUrl } from '../domain/urlPolicy.ts';
 
 export const MAX_EVENTS = 50;
 export const MAX_PARTNERS = 100;
@@ -58,6 +58,8 @@ export function createSchemas(options: SchemaOptions) {
       const problem = checkWebhookUrl(value, { allowInsecure: options.allowInsecureUrls });
       if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
     })
+    // Only the form the policy judged is stored and answered (see normalizeWebhookUrl).
+    .transform(normalizeWebhookUrl)
     .meta({ format: 'uri', description: 'Absolute https URL of the endpoint.', example: 'https://hooks.example.com/nt24' });
 
   // The values the server accepts are finite: the catalog's types and the
