@@ -5,7 +5,14 @@
 // request; secrets appear only as "[redacted]" markers, never as values or
 // ciphertext.
 import { verifyChain } from '../domain/hashChain.ts';
-import { effectivePartnerIds, evolve, initialState, type WebhookEvent, type WebhookState } from '../domain/webhook.ts';
+import {
+  effectivePartnerIds,
+  evolve,
+  initialState,
+  previousSecretsExpireAt,
+  type WebhookEvent,
+  type WebhookState,
+} from '../domain/webhook.ts';
 import { encodePosition, type RecordedEvent } from '../stores/eventStore.ts';
 
 export const REDACTED = '[redacted]';
@@ -49,6 +56,9 @@ const PUBLIC_FIELDS = [
   'status',
   'disabledReason',
   'previousSecretExpiresAt',
+  // Each previous secret's expiry, newest first: a rotation that retired one
+  // early (MAX_PREVIOUS_SECRETS) shows as its expiry leaving the list before its time.
+  'previousSecretExpiries',
   'deleted',
 ] as const;
 
@@ -64,6 +74,7 @@ function publicState(state: WebhookState): PublicState {
       status: null,
       disabledReason: null,
       previousSecretExpiresAt: null,
+      previousSecretExpiries: [],
       deleted: false,
       secret: null,
     };
@@ -76,7 +87,8 @@ function publicState(state: WebhookState): PublicState {
     effectivePartnerIds: effectivePartnerIds(w),
     status: w.status,
     disabledReason: w.disabledReason,
-    previousSecretExpiresAt: w.previousSecretExpiresAt,
+    previousSecretExpiresAt: previousSecretsExpireAt(w),
+    previousSecretExpiries: w.previousSecrets.map((p) => p.expiresAt),
     deleted: state.kind === 'deleted',
     // Compared by ciphertext, shown only as a marker.
     secret: w.secret.ciphertext,

@@ -7,6 +7,7 @@
 // with occurredAt <= T") keeps a stream foldable even if a writer's clock
 // stepped backwards: an event is never applied after one that was skipped.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { previousSecretsExpireAt } from '../domain/webhook.ts';
 import { nextView, type WebhookView } from '../projections/webhookView.ts';
 import {
   comparePositions,
@@ -141,7 +142,10 @@ export interface AuditWebhook {
   readonly effectivePartnerIds: readonly string[];
   readonly status: WebhookView['status'];
   readonly disabledReason: string | null;
+  /** Until when a previous secret may still sign (the latest of `previousSecretExpiries`), null when none. */
   readonly previousSecretExpiresAt: string | null;
+  /** The expiry of each previous secret kept at the last rotation, newest first (the secrets themselves never). */
+  readonly previousSecretExpiries: string[];
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly deleted: boolean;
@@ -161,7 +165,8 @@ export function toAuditWebhook(view: WebhookView): AuditWebhook {
     effectivePartnerIds: [...view.effectivePartnerIds],
     status: view.status,
     disabledReason: view.disabledReason,
-    previousSecretExpiresAt: view.previousSecretExpiresAt,
+    previousSecretExpiresAt: previousSecretsExpireAt(view),
+    previousSecretExpiries: view.previousSecrets.map((p) => p.expiresAt),
     createdAt: view.createdAt,
     updatedAt: view.updatedAt,
     deleted: view.deleted,

@@ -22,6 +22,7 @@ Prints the state of every webhook at <instant>, rebuilt from the event log
 alone (the read model is not consulted), as JSON lines ordered by id:
   id, organizationId, url, events, partnerIds (null = all authorized partners),
   effectivePartnerIds, status, disabledReason, previousSecretExpiresAt,
+  previousSecretExpiries (each previous secret's expiry, newest first),
   createdAt, updatedAt, deleted, revision, position
 Signing secrets are never printed, not even encrypted.
 

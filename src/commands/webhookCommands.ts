@@ -89,6 +89,8 @@ export interface UpdateInput {
 export interface RotationResult {
   readonly secret: string;
   readonly previousSecretExpiresAt: string;
+  /** Only when MAX_PREVIOUS_SECRETS made this rotation retire earlier previous secrets before their expiry. */
+  readonly retiredPreviousSecrets?: { expiresAt: string }[];
 }
 
 /** Group commit lets one append per stream win per batch, so heavy contention needs a few rounds. */
@@ -219,9 +221,12 @@ export class WebhookCommands {
         const event = recorded[upTo]!;
         const data = event.data as Extract<WebhookEvent, { type: 'WebhookSecretRotated' }>['data'];
         const webhook = webhookAt(recorded, upTo).webhook;
+        // From the event, so a replay of this request gives the same answer.
+        const retired = data.retiredPreviousSecrets ?? [];
         return {
           secret: this.secrets.decrypt(data.secret, { webhookId: webhook.id, organizationId: webhook.organizationId }),
           previousSecretExpiresAt: data.previousSecretExpiresAt,
+          ...(retired.length > 0 ? { retiredPreviousSecrets: retired.map((p) => ({ expiresAt: p.expiresAt })) } : {}),
         };
       },
     });

@@ -9,7 +9,7 @@ export interface DispatchTarget {
   readonly organizationId: string;
   readonly url: string;
   readonly events: readonly string[];
-  /** Secrets valid for signing now: the current one first, then the previous one inside its grace period. */
+  /** Secrets valid for signing now: the current one first, then previous ones inside their grace period, newest first. */
   readonly secrets: readonly string[];
 }
 
@@ -26,8 +26,9 @@ export function createDispatchLookup(readModel: ReadModel, secrets: SecretBox, n
 function toTarget(view: DispatchView, secrets: SecretBox, at: number): DispatchTarget {
   const context = { webhookId: view.id, organizationId: view.organizationId };
   const valid = [secrets.decrypt(view.secret, context)];
-  if (view.previousSecret && view.previousSecretExpiresAt && Date.parse(view.previousSecretExpiresAt) > at) {
-    valid.push(secrets.decrypt(view.previousSecret, context));
+  // Newest first, as the view keeps them; each until its own expiry (grace periods differ per rotation).
+  for (const previous of view.previousSecrets) {
+    if (Date.parse(previous.expiresAt) > at) valid.push(secrets.decrypt(previous.secret, context));
   }
   return { id: view.id, organizationId: view.organizationId, url: view.url, events: view.events, secrets: valid };
 }

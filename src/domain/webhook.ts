@@ -10,6 +10,21 @@ export interface EncryptedSecret {
   readonly ciphertext: string;
 }
 
+/** A replaced signing secret that still signs until `expiresAt` (a rotation's grace period). */
+export interface PreviousSecret {
+  readonly secret: EncryptedSecret;
+  readonly expiresAt: string;
+}
+
+/**
+ * At most this many previous secrets are kept (so at most 4 secrets sign at once).
+ * Every valid secret adds a `v1,` signature to each delivery's `webhook-signature`
+ * header, an HMAC per delivery and a decryption per lookup, and receivers try each;
+ * three covers rotate → oops → rotate again inside one grace period with room to spare.
+ * A rotation that would keep more retires the ones that expire soonest, and says so.
+ */
+export const MAX_PREVIOUS_SECRETS = 3;
+
 // ---- events ---------------------------------------------------------------
 
 export interface WebhookRegistered {
@@ -62,8 +77,15 @@ export interface WebhookSecretRotated {
   readonly data: {
     readonly webhookId: string;
     readonly secret: EncryptedSecret;
+    /** The secret this rotation replaced; it signs until `previousSecretExpiresAt`. */
     readonly previousSecret: EncryptedSecret;
     readonly previousSecretExpiresAt: string;
+    /**
+     * Earlier previous secrets, still inside their grace period, that this
+     * rotation retired before their expiry because of MAX_PREVIOUS_SECRETS.
+     * Absent when none (and in events written before the bound existed).
+     */
+    readonly retiredPreviousSecrets?: readonly PreviousSecret[];
     readonly at: string;
   };
 }
@@ -106,8 +128,12 @@ export interface Webhook {
   readonly status: WebhookStatus;
   readonly disabledReason: string | null;
   readonly secret: EncryptedSecret;
-  readonly previousSecret: EncryptedSecret | null;
-  readonly previousSecretExpiresAt: string | null;
+  /**
+   * Replaced secrets still inside their grace period at the last rotation,
+   * newest first (at most MAX_PREVIOUS_SECRETS). Entries are not pruned as time
+   * passes: a reader compares `expiresAt` with its own clock.
+   */
+  readonly previousSecrets: readonly PreviousSecret[];
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -135,8 +161,7 @@ export function evolve(state: WebhookState, event: WebhookEvent): WebhookState {
           status: 'ACTIVE',
           disabledReason: null,
           secret: d.secret,
-          previousSecret: null,
-          previousSecretExpiresAt: null,
+          previousSecrets: [],
           createdAt: d.at,
           updatedAt: d.at,
         },
@@ -166,8 +191,7 @@ export function evolve(state: WebhookState, event: WebhookEvent): WebhookState {
       return mapLive(state, (w) => ({
         ...w,
         secret: event.data.secret,
-        previousSecret: event.data.previousSecret,
-        previousSecretExpiresAt: event.data.previousSecretExpiresAt,
+        previousSecrets: previousSecretsAfter(w, event.data).kept,
         updatedAt: event.data.at,
       }));
     case 'WebhookDeleted':
@@ -179,6 +203,39 @@ export function evolve(state: WebhookState, event: WebhookEvent): WebhookState {
       return unreachable;
     }
   }
+}
+
+/**
+ * The previous secrets after a rotation: the one it replaced, then the earlier
+ * ones still unexpired at the rotation, newest first; minus those the event
+ * records as retired, then capped at MAX_PREVIOUS_SECRETS by retiring the ones
+ * that expire soonest (the oldest first among equal expiries). decide() records
+ * what the cap retires, so the event says it and a later change of the bound
+ * does not rewrite history; events from before the bound fold through the cap.
+ */
+function previousSecretsAfter(
+  w: Webhook,
+  rotation: Pick<WebhookSecretRotated['data'], 'previousSecret' | 'previousSecretExpiresAt' | 'retiredPreviousSecrets' | 'at'>,
+): { kept: PreviousSecret[]; retired: PreviousSecret[] } {
+  const at = Date.parse(rotation.at);
+  const recorded = rotation.retiredPreviousSecrets ?? [];
+  const candidates = [{ secret: rotation.previousSecret, expiresAt: rotation.previousSecretExpiresAt }, ...w.previousSecrets].filter(
+    (p) => Date.parse(p.expiresAt) > at && !recorded.some((r) => sameSecret(r.secret, p.secret)),
+  );
+  const excess = candidates.length - MAX_PREVIOUS_SECRETS;
+  if (excess <= 0) return { kept: candidates, retired: [] };
+  const soonestFirst = candidates
+    .map((p, index) => ({ index, expiresAt: Date.parse(p.expiresAt) }))
+    .sort((a, b) => a.expiresAt - b.expiresAt || b.index - a.index);
+  const dropped = new Set(soonestFirst.slice(0, excess).map((c) => c.index));
+  return {
+    kept: candidates.filter((_, i) => !dropped.has(i)),
+    retired: candidates.filter((_, i) => dropped.has(i)),
+  };
+}
+
+function sameSecret(a: EncryptedSecret, b: EncryptedSecret): boolean {
+  return a.keyId === b.keyId && a.iv === b.iv && a.ciphertext === b.ciphertext;
 }
 
 function mapLive(state: WebhookState, f: (w: Webhook) => Webhook): WebhookState {
@@ -277,6 +334,8 @@ export function decide(command: WebhookCommand, state: WebhookState): WebhookEve
         authorized !== undefined && webhook.partnerIds === null && !sameList(authorized, webhook.authorizedPartnerIds)
           ? [{ type: 'WebhookUpdated', data: { webhookId: webhook.id, changes: {}, authorizedPartnerIds: authorized, at } }]
           : [];
+      const rotation = { previousSecret: webhook.secret, previousSecretExpiresAt: expiresAt.toISOString(), at };
+      const { retired } = previousSecretsAfter(webhook, rotation);
       return [
         ...refresh,
         {
@@ -284,8 +343,9 @@ export function decide(command: WebhookCommand, state: WebhookState): WebhookEve
           data: {
             webhookId: webhook.id,
             secret: command.data.secret,
-            previousSecret: webhook.secret,
-            previousSecretExpiresAt: expiresAt.toISOString(),
+            previousSecret: rotation.previousSecret,
+            previousSecretExpiresAt: rotation.previousSecretExpiresAt,
+            ...(retired.length > 0 ? { retiredPreviousSecrets: retired } : {}),
             at,
           },
         },
@@ -347,6 +407,13 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 function samePartnerFilter(a: readonly string[] | null, b: readonly string[] | null): boolean {
   if (a === null || b === null) return a === b;
   return sameList(a, b);
+}
+
+/** Until when a previous secret may still sign: the latest expiry among those kept, null when none. */
+export function previousSecretsExpireAt(webhook: Pick<Webhook, 'previousSecrets'>): string | null {
+  let latest: string | null = null;
+  for (const p of webhook.previousSecrets) if (latest === null || Date.parse(p.expiresAt) > Date.parse(latest)) latest = p.expiresAt;
+  return latest;
 }
 
 /** The partners a webhook delivers for: its own filter, else the organization's authorized partners. */

@@ -207,6 +207,20 @@ export const rotateResponse = z
       example: SECRET_EXAMPLE,
     }),
     previousSecretExpiresAt: timestamp.meta({ description: 'The previous secret stays valid for signing until then.' }),
+    retiredPreviousSecrets: z
+      .array(
+        z.object({
+          expiresAt: timestamp.meta({
+            description: 'The expiry it had been promised: the previousSecretExpiresAt of the rotation that replaced it.',
+          }),
+        }),
+      )
+      .optional()
+      .meta({
+        description:
+          'Present only when this rotation retired earlier previous secrets before their expiry: at most 3 previous ' +
+          'secrets (4 in all) sign at once, so the ones expiring soonest stop signing now.',
+      }),
   })
   .meta({ id: 'RotatedSecret' });
 

@@ -1,6 +1,13 @@
 // What the read model stores per webhook, and the one pure function that turns
 // a recorded event into the next view. All read-model engines call it.
-import { effectivePartnerIds, evolve, type Webhook, type WebhookEvent } from '../domain/webhook.ts';
+import {
+  effectivePartnerIds,
+  evolve,
+  type EncryptedSecret,
+  type PreviousSecret,
+  type Webhook,
+  type WebhookEvent,
+} from '../domain/webhook.ts';
 import { encodePosition, type RecordedEvent } from '../stores/eventStore.ts';
 import type { IdempotencyKeyEntry } from '../stores/readModel.ts';
 
@@ -73,9 +80,37 @@ function stripView(w: Webhook | WebhookView): Webhook {
     status: w.status,
     disabledReason: w.disabledReason,
     secret: w.secret,
-    previousSecret: w.previousSecret,
-    previousSecretExpiresAt: w.previousSecretExpiresAt,
+    previousSecrets: w.previousSecrets,
     createdAt: w.createdAt,
     updatedAt: w.updatedAt,
+  };
+}
+
+/**
+ * A view as an earlier version stored it: one previous secret in two fields
+ * (`previousSecret`, `previousSecretExpiresAt`) instead of `previousSecrets`.
+ */
+export type StoredWebhookView = Omit<WebhookView, 'previousSecrets'> & {
+  readonly previousSecrets?: readonly PreviousSecret[];
+  readonly previousSecret?: EncryptedSecret | null;
+  readonly previousSecretExpiresAt?: string | null;
+};
+
+/**
+ * The current shape of a stored view, for engines that read views written by
+ * an earlier version. The conversion is exact for that version's state (it
+ * kept one previous secret); secrets it had already dropped come back only by
+ * rebuilding from the log (`projections rebuild`).
+ */
+export function upgradeStoredView(stored: StoredWebhookView): WebhookView {
+  if (stored.previousSecrets !== undefined && !('previousSecret' in stored) && !('previousSecretExpiresAt' in stored)) {
+    return stored as WebhookView;
+  }
+  const { previousSecret, previousSecretExpiresAt, previousSecrets, ...rest } = stored;
+  return {
+    ...rest,
+    previousSecrets:
+      previousSecrets ??
+      (previousSecret && previousSecretExpiresAt ? [{ secret: previousSecret, expiresAt: previousSecretExpiresAt }] : []),
   };
 }

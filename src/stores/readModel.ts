@@ -12,10 +12,7 @@ export type { WebhookView } from '../projections/webhookView.ts';
  * The part of a webhook's view a dispatcher needs. Stores keep it beside the
  * dispatch index, so a lookup reads only its own rows, not whole views.
  */
-export type DispatchView = Pick<
-  WebhookView,
-  'id' | 'organizationId' | 'url' | 'events' | 'secret' | 'previousSecret' | 'previousSecretExpiresAt'
->;
+export type DispatchView = Pick<WebhookView, 'id' | 'organizationId' | 'url' | 'events' | 'secret' | 'previousSecrets'>;
 
 export function toDispatchView(view: WebhookView): DispatchView {
   return {
@@ -24,8 +21,7 @@ export function toDispatchView(view: WebhookView): DispatchView {
     url: view.url,
     events: view.events,
     secret: view.secret,
-    previousSecret: view.previousSecret,
-    previousSecretExpiresAt: view.previousSecretExpiresAt,
+    previousSecrets: view.previousSecrets,
   };
 }
 

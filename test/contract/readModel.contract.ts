@@ -5,7 +5,7 @@
 // returns a view differently fails here.
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { EncryptedSecret, WebhookEvent } from '../../src/domain/webhook.ts';
+import type { EncryptedSecret, PreviousSecret, WebhookEvent } from '../../src/domain/webhook.ts';
 import { nextView } from '../../src/projections/webhookView.ts';
 import {
   encodePosition,
@@ -149,13 +149,15 @@ const disabled = (id: string, minute: number, reason = 'endpoint kept failing'):
   type: 'WebhookDisabled',
   data: { webhookId: id, reason, at: at(minute) },
 });
-const rotated = (id: string, minute: number, n: number): WebhookEvent => ({
+/** Rotation n (secret n-1 → n) at `minute`, the old secret kept for a day; `retired`: earlier ones it retired early. */
+const rotated = (id: string, minute: number, n: number, retired: PreviousSecret[] = []): WebhookEvent => ({
   type: 'WebhookSecretRotated',
   data: {
     webhookId: id,
     secret: secret(`${id}-${n}`),
     previousSecret: secret(`${id}-${n - 1}`),
     previousSecretExpiresAt: at(minute + 60 * 24),
+    ...(retired.length > 0 ? { retiredPreviousSecrets: retired } : {}),
     at: at(minute),
   },
 });
@@ -272,7 +274,7 @@ export function readModelContract(name: string, factory: ReadModelFactory): void
           partnerIds: null,
           effectivePartnerIds: [P1, P2, P3],
           secret: secret(`${w}-1`),
-          previousSecret: secret(`${w}-0`),
+          previousSecrets: [{ secret: secret(`${w}-0`), expiresAt: at(7 + 60 * 24) }],
           position: encodePosition(second[3]!.position),
         });
       });
@@ -611,8 +613,40 @@ export function readModelContract(name: string, factory: ReadModelFactory): void
         await applyAll([log.record(rotated(wid(1), 5, 1))]);
         const target = (await rm.dispatchTargets(EXACT, P1)).find((x) => x.id === wid(1));
         expect(target?.secret).toEqual(secret(`${wid(1)}-1`));
-        expect(target?.previousSecret).toEqual(secret(`${wid(1)}-0`));
-        expect(target?.previousSecretExpiresAt).toBe(at(5 + 60 * 24));
+        expect(target?.previousSecrets).toEqual([{ secret: secret(`${wid(1)}-0`), expiresAt: at(5 + 60 * 24) }]);
+      });
+
+      it('two rotations inside the grace period: the current secret and both previous ones, newest first', async () => {
+        const events = await seed();
+        const more = await applyAll([log.record(rotated(wid(1), 5, 1)), log.record(rotated(wid(1), 6, 2))]);
+        const target = (await rm.dispatchTargets(EXACT, P1)).find((x) => x.id === wid(1));
+        expect(target?.secret).toEqual(secret(`${wid(1)}-2`));
+        expect(target?.previousSecrets).toEqual([
+          { secret: secret(`${wid(1)}-1`), expiresAt: at(6 + 60 * 24) },
+          { secret: secret(`${wid(1)}-0`), expiresAt: at(5 + 60 * 24) },
+        ]);
+        expect(target).toEqual(toDispatchView(reference([...events, ...more]).get(wid(1))!));
+        expect((await rm.getWebhook(wid(1)))?.previousSecrets).toEqual(target?.previousSecrets);
+      });
+
+      it('at the bound of three previous secrets, a rotation retires the one expiring soonest (here the oldest)', async () => {
+        const events = await seed();
+        const w = wid(1);
+        const more = await applyAll([
+          log.record(rotated(w, 5, 1)),
+          log.record(rotated(w, 6, 2)),
+          log.record(rotated(w, 7, 3)),
+          log.record(rotated(w, 8, 4, [{ secret: secret(`${w}-0`), expiresAt: at(5 + 60 * 24) }])),
+        ]);
+        const target = (await rm.dispatchTargets(EXACT, P1)).find((x) => x.id === w);
+        expect(target?.secret).toEqual(secret(`${w}-4`));
+        expect(target?.previousSecrets).toEqual([
+          { secret: secret(`${w}-3`), expiresAt: at(8 + 60 * 24) },
+          { secret: secret(`${w}-2`), expiresAt: at(7 + 60 * 24) },
+          { secret: secret(`${w}-1`), expiresAt: at(6 + 60 * 24) },
+        ]);
+        expect(target).toEqual(toDispatchView(reference([...events, ...more]).get(w)!));
+        expect((await rm.getWebhook(w))?.previousSecrets).toEqual(target?.previousSecrets);
       });
 
       it('answers with the current URL, patterns and secrets after every change', async () => {

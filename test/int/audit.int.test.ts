@@ -25,6 +25,7 @@ const AUDIT_FIELDS = [
   'partnerIds',
   'position',
   'previousSecretExpiresAt',
+  'previousSecretExpiries',
   'revision',
   'status',
   'updatedAt',

@@ -119,8 +119,10 @@ describe('GET /v1/webhooks/{id}/history', () => {
       events: { from: VALID_REGISTRATION.events, to: ['kyc.*'] },
     });
     expect(paused).toEqual({ status: { from: 'ACTIVE', to: 'PAUSED' } });
+    const previousExpiry = new Date(Date.parse(times[3]!) + 3600_000).toISOString();
     expect(rotated).toEqual({
-      previousSecretExpiresAt: { from: null, to: new Date(Date.parse(times[3]!) + 3600_000).toISOString() },
+      previousSecretExpiresAt: { from: null, to: previousExpiry },
+      previousSecretExpiries: { from: [], to: [previousExpiry] },
       secret: { from: '[redacted]', to: '[redacted]' },
     });
     expect(disabled).toEqual({
@@ -136,8 +138,11 @@ describe('GET /v1/webhooks/{id}/history', () => {
     const response = await history(id, acme.token);
     const recorded = await registry.server.core.store.readStream(`webhook-${id}`);
     const ciphertexts = recorded.flatMap((e) => {
-      const d = e.data as { secret?: { ciphertext: string; iv: string }; previousSecret?: { ciphertext: string; iv: string } };
-      return [d.secret, d.previousSecret].flatMap((s) => (s ? [s.ciphertext, s.iv] : []));
+      type Sealed = { ciphertext: string; iv: string };
+      const d = e.data as { secret?: Sealed; previousSecret?: Sealed; retiredPreviousSecrets?: { secret: Sealed }[] };
+      return [d.secret, d.previousSecret, ...(d.retiredPreviousSecrets ?? []).map((r) => r.secret)].flatMap((s) =>
+        s ? [s.ciphertext, s.iv] : [],
+      );
     });
     expect(ciphertexts.length).toBeGreaterThanOrEqual(3);
     for (const c of ciphertexts) expect(response.text).not.toContain(c);

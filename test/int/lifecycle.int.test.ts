@@ -207,9 +207,11 @@ describe('webhook lifecycle over HTTP', () => {
     expect(generated.body.secret).not.toBe(SECRET_TWO);
     expect(generated.body.previousSecretExpiresAt).toBe(new Date(Date.parse(t5) + 24 * 3600_000).toISOString());
     await settleProjection(registry);
+    // SECRET_ONE is still inside the grace period the first rotation answered (until t4 + 1 h).
     expect((await dispatcher.targetsOk('kyc.verification.approved', PARTNER_A))[0]?.secrets).toEqual([
       generated.body.secret,
       SECRET_TWO,
+      SECRET_ONE,
     ]);
     const afterSecondRotate: WebhookBody = { ...afterRotate, updatedAt: t5 };
     got = await acme.get(id);

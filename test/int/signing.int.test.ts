@@ -149,7 +149,7 @@ describe('Standard Webhooks signatures with the secrets the dispatch query retur
     expectRejects(next, payload, sign(payload, [hook.secret]));
   });
 
-  it('a second rotation inside the grace period keeps only the secret it replaced', async () => {
+  it('a second rotation inside the grace period keeps the first previous secret until its own expiry', async () => {
     const hook = await newHook();
     const second = (await acme.rotate(hook.id, { gracePeriodSeconds: 600 })).body.secret;
     clock.advance(60_000);
@@ -157,12 +157,21 @@ describe('Standard Webhooks signatures with the secrets the dispatch query retur
     seen.add(second);
     seen.add(third);
     const secrets = await secretsOf(hook.id);
-    expect(secrets).toEqual([third, second]);
+    expect(secrets).toEqual([third, second, hook.secret]);
     const payload = payloadFor(hook.id);
     const headers = sign(payload, secrets!);
+    expect(headers['webhook-signature'].split(' ')).toHaveLength(3);
     expectVerifies(third, payload, headers);
     expectVerifies(second, payload, headers);
-    expectRejects(hook.secret, payload, headers);
+    expectVerifies(hook.secret, payload, headers);
+    // The first rotation's 600 s run out 540 s from now; the second's 60 s later.
+    clock.advance(540_000);
+    const later = await secretsOf(hook.id);
+    expect(later).toEqual([third, second]);
+    const late = payloadFor(hook.id);
+    const lateHeaders = sign(late, later!);
+    expectVerifies(second, late, lateHeaders);
+    expectRejects(hook.secret, late, lateHeaders);
   });
 
   it('gives no secrets for a webhook that is not ACTIVE, and signing needs a secret', async () => {

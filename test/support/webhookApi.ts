@@ -27,6 +27,8 @@ export interface ListBody {
 export interface RotationBody {
   secret: string;
   previousSecretExpiresAt: string;
+  /** Only when the rotation retired earlier previous secrets before their expiry (the bound of 3). */
+  retiredPreviousSecrets?: { expiresAt: string }[];
 }
 
 export interface DispatchTargetBody {

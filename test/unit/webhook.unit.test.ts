@@ -6,9 +6,12 @@ import {
   evolve,
   foldWebhook,
   initialState,
+  MAX_PREVIOUS_SECRETS,
+  previousSecretsExpireAt,
   WebhookAlreadyExistsError,
   WebhookNotFoundError,
   type EncryptedSecret,
+  type PreviousSecret,
   type Webhook,
   type WebhookCommand,
   type WebhookEvent,
@@ -23,6 +26,43 @@ const T1 = new Date('2026-01-01T11:00:00.000Z');
 const T2 = new Date('2026-01-01T12:00:00.000Z');
 const SECRET_1: EncryptedSecret = { keyId: 'k1', iv: 'aXYx', ciphertext: 'Y2lwaGVyMQ==' };
 const SECRET_2: EncryptedSecret = { keyId: 'k1', iv: 'aXYy', ciphertext: 'Y2lwaGVyMg==' };
+const SECRET_3: EncryptedSecret = { keyId: 'k1', iv: 'aXYz', ciphertext: 'Y2lwaGVyMw==' };
+const SECRET_4: EncryptedSecret = { keyId: 'k1', iv: 'aXY0', ciphertext: 'Y2lwaGVyNA==' };
+const SECRET_5: EncryptedSecret = { keyId: 'k1', iv: 'aXY1', ciphertext: 'Y2lwaGVyNQ==' };
+const SECRET_6: EncryptedSecret = { keyId: 'k1', iv: 'aXY2', ciphertext: 'Y2lwaGVyNg==' };
+/** Minutes after T1. */
+const min = (m: number): string => new Date(T1.getTime() + m * 60_000).toISOString();
+
+/** A recorded rotation from `previous` to `secret` at minute `atMin`, with the old secret kept for `graceMin` minutes. */
+const rotation = (
+  previous: EncryptedSecret,
+  secret: EncryptedSecret,
+  atMin: number,
+  graceMin: number,
+  retiredPreviousSecrets?: PreviousSecret[],
+): WebhookEvent => ({
+  type: 'WebhookSecretRotated',
+  data: {
+    webhookId: ID,
+    secret,
+    previousSecret: previous,
+    previousSecretExpiresAt: min(atMin + graceMin),
+    ...(retiredPreviousSecrets ? { retiredPreviousSecrets } : {}),
+    at: min(atMin),
+  },
+});
+
+const rotate = (secret: EncryptedSecret, atMin: number, graceMin: number): WebhookCommand => ({
+  type: 'RotateWebhookSecret',
+  data: { secret, gracePeriodSeconds: graceMin * 60 },
+  metadata: { now: new Date(min(atMin)) },
+});
+
+function previousOf(...events: WebhookEvent[]): readonly PreviousSecret[] {
+  const s = foldWebhook([registered(), ...events]);
+  if (s.kind !== 'live') throw new Error(`expected a live webhook, got ${s.kind}`);
+  return s.webhook.previousSecrets;
+}
 
 const registered = (overrides: Partial<WebhookRegistered['data']> = {}): WebhookRegistered => ({
   type: 'WebhookRegistered',
@@ -107,8 +147,7 @@ describe('evolve', () => {
         status: 'ACTIVE',
         disabledReason: null,
         secret: SECRET_1,
-        previousSecret: null,
-        previousSecretExpiresAt: null,
+        previousSecrets: [],
         createdAt: T0.toISOString(),
         updatedAt: T0.toISOString(),
       } satisfies Webhook,
@@ -159,7 +198,59 @@ describe('evolve', () => {
         },
       },
     ]);
-    expect(s.kind === 'live' && s.webhook).toMatchObject({ secret: SECRET_2, previousSecret: SECRET_1, previousSecretExpiresAt: T2.toISOString() });
+    expect(s.kind === 'live' && s.webhook).toMatchObject({
+      secret: SECRET_2,
+      previousSecrets: [{ secret: SECRET_1, expiresAt: T2.toISOString() }],
+    });
+  });
+
+  it('a second rotation inside the grace period keeps both previous secrets, newest first, each with its own expiry', () => {
+    expect(previousOf(rotation(SECRET_1, SECRET_2, 0, 60), rotation(SECRET_2, SECRET_3, 10, 30))).toEqual([
+      { secret: SECRET_2, expiresAt: min(40) },
+      { secret: SECRET_1, expiresAt: min(60) },
+    ]);
+  });
+
+  it('a rotation after an earlier grace period ran out drops that previous secret', () => {
+    expect(previousOf(rotation(SECRET_1, SECRET_2, 0, 60), rotation(SECRET_2, SECRET_3, 60, 30))).toEqual([
+      { secret: SECRET_2, expiresAt: min(90) },
+    ]);
+  });
+
+  it('a rotation with no grace period keeps no entry for the secret it replaced, but keeps earlier promises', () => {
+    expect(previousOf(rotation(SECRET_1, SECRET_2, 0, 0))).toEqual([]);
+    expect(previousOf(rotation(SECRET_1, SECRET_2, 0, 60), rotation(SECRET_2, SECRET_3, 10, 0))).toEqual([
+      { secret: SECRET_1, expiresAt: min(60) },
+    ]);
+  });
+
+  it(`keeps at most ${MAX_PREVIOUS_SECRETS} previous secrets: a log without recorded retirements retires those expiring soonest`, () => {
+    // Written before the bound existed: five rotations inside one another's grace periods.
+    const previous = previousOf(
+      rotation(SECRET_1, SECRET_2, 0, 100), // S1 until 100
+      rotation(SECRET_2, SECRET_3, 1, 20), // S2 until 21 (expires soonest)
+      rotation(SECRET_3, SECRET_4, 2, 200), // S3 until 202
+      rotation(SECRET_4, SECRET_5, 3, 50), // S4 until 53
+    );
+    expect(previous).toEqual([
+      { secret: SECRET_4, expiresAt: min(53) },
+      { secret: SECRET_3, expiresAt: min(202) },
+      { secret: SECRET_1, expiresAt: min(100) },
+    ]);
+  });
+
+  it('drops the previous secrets a rotation records as retired', () => {
+    const retired = [{ secret: SECRET_1, expiresAt: min(100) }];
+    expect(previousOf(rotation(SECRET_1, SECRET_2, 0, 100), rotation(SECRET_2, SECRET_3, 1, 100, retired))).toEqual([
+      { secret: SECRET_2, expiresAt: min(101) },
+    ]);
+  });
+
+  it('previousSecretsExpireAt is the latest expiry kept, null when none', () => {
+    expect(previousSecretsExpireAt({ previousSecrets: [] })).toBeNull();
+    expect(previousSecretsExpireAt({ previousSecrets: previousOf(rotation(SECRET_1, SECRET_2, 0, 60), rotation(SECRET_2, SECRET_3, 10, 5)) })).toBe(
+      min(60),
+    );
   });
 
   it('marks a deleted webhook deleted and ignores later events', () => {
@@ -262,6 +353,54 @@ describe('RotateWebhookSecret', () => {
           data: { webhookId: ID, secret: SECRET_2, previousSecret: SECRET_1, previousSecretExpiresAt: T2.toISOString(), at: T1.toISOString() },
         },
       ]);
+  });
+
+  it('given a rotation inside its grace period, when rotating again, then the event names no retired secret', () => {
+    given(registered(), rotation(SECRET_1, SECRET_2, 0, 60))
+      .when(rotate(SECRET_3, 10, 60))
+      .then([rotation(SECRET_2, SECRET_3, 10, 60)]);
+  });
+
+  it(`given ${MAX_PREVIOUS_SECRETS} previous secrets in their grace periods, when rotating, then the soonest to expire is retired early and the event says so`, () => {
+    const history = [
+      registered(),
+      rotation(SECRET_1, SECRET_2, 0, 100), // S1 until 100
+      rotation(SECRET_2, SECRET_3, 1, 20), // S2 until 21: the soonest, though not the oldest
+      rotation(SECRET_3, SECRET_4, 2, 100), // S3 until 102
+    ];
+    const retired = [{ secret: SECRET_2, expiresAt: min(21) }];
+    given(...history)
+      .when(rotate(SECRET_5, 3, 100))
+      .then([rotation(SECRET_4, SECRET_5, 3, 100, retired)]);
+    // And the state keeps the bound: the new previous secret and the two that expire last.
+    expect(previousOf(...history.slice(1), rotation(SECRET_4, SECRET_5, 3, 100, retired))).toEqual([
+      { secret: SECRET_4, expiresAt: min(103) },
+      { secret: SECRET_3, expiresAt: min(102) },
+      { secret: SECRET_1, expiresAt: min(100) },
+    ]);
+  });
+
+  it('given equal expiries over the bound, when rotating, then the oldest previous secret is retired first', () => {
+    given(registered(), rotation(SECRET_1, SECRET_2, 0, 60), rotation(SECRET_2, SECRET_3, 0, 60), rotation(SECRET_3, SECRET_4, 0, 60))
+      .when(rotate(SECRET_5, 0, 60))
+      .then([rotation(SECRET_4, SECRET_5, 0, 60, [{ secret: SECRET_1, expiresAt: min(60) }])]);
+  });
+
+  it('given previous secrets that expired by now, when rotating, then they are dropped without counting as retired early', () => {
+    given(
+      registered(),
+      rotation(SECRET_1, SECRET_2, 0, 10),
+      rotation(SECRET_2, SECRET_3, 1, 10),
+      rotation(SECRET_3, SECRET_4, 2, 100),
+    )
+      .when(rotate(SECRET_5, 30, 100))
+      .then([rotation(SECRET_4, SECRET_5, 30, 100)]);
+  });
+
+  it('given a rotation with no grace period, when rotating over the bound, then only unexpired secrets count', () => {
+    given(registered(), rotation(SECRET_1, SECRET_2, 0, 60), rotation(SECRET_2, SECRET_3, 1, 60), rotation(SECRET_3, SECRET_4, 2, 60))
+      .when(rotate(SECRET_6, 3, 0))
+      .then([rotation(SECRET_4, SECRET_6, 3, 0)]);
   });
 
   it('given nothing, then not found', () => {

@@ -83,7 +83,13 @@ export const auditWebhook = z
     effectivePartnerIds: z.array(z.string()),
     status: webhookStatus,
     disabledReason: z.string().nullable(),
-    previousSecretExpiresAt: timestamp.nullable(),
+    previousSecretExpiresAt: timestamp
+      .nullable()
+      .meta({ description: 'Until when a previous secret may still sign: the latest of previousSecretExpiries; null when none.' }),
+    previousSecretExpiries: z.array(timestamp).meta({
+      description:
+        'The expiry of each previous secret kept at the last rotation, newest first (at most 3; never the secrets themselves).',
+    }),
     createdAt: timestamp,
     updatedAt: timestamp,
     deleted: z.boolean(),

@@ -16,8 +16,8 @@ import Database from 'better-sqlite3';
 import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
-import { nextView, type WebhookView } from '../../projections/webhookView.ts';
-import type { EncryptedSecret } from '../../domain/webhook.ts';
+import { nextView, upgradeStoredView, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
+import type { EncryptedSecret, PreviousSecret } from '../../domain/webhook.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
@@ -143,16 +143,15 @@ const DISPATCH_COLUMNS = `
       url                        TEXT NOT NULL,
       events                     TEXT NOT NULL, -- JSON array
       secret                     TEXT NOT NULL, -- JSON of the encrypted secret
-      previous_secret            TEXT,
-      previous_secret_expires_at TEXT,
+      previous_secrets           TEXT,          -- JSON [{secret, expiresAt}], newest first; NULL when none
       PRIMARY KEY (partner_id, pattern, webhook_id)`;
 
-const DISPATCH_COLUMN_NAMES =
-  'partner_id, pattern, webhook_id, organization_id, url, events, secret, previous_secret, previous_secret_expires_at';
+const DISPATCH_COLUMN_NAMES = 'partner_id, pattern, webhook_id, organization_id, url, events, secret, previous_secrets';
 
 /**
- * Read models written before the dispatch index existed, or before it carried
- * the dispatch columns: derive it from the stored views.
+ * Read models written before the dispatch index existed, before it carried
+ * the dispatch columns, or before it held a list of previous secrets: derive
+ * it from the stored views (upgraded first, see upgradeStoredViews).
  */
 function migrateDispatchIndex(db: Database.Database): void {
   db.exec(`
@@ -160,12 +159,28 @@ function migrateDispatchIndex(db: Database.Database): void {
     CREATE TABLE main.webhook_dispatch (${DISPATCH_COLUMNS}) WITHOUT ROWID;
     INSERT OR IGNORE INTO main.webhook_dispatch (${DISPATCH_COLUMN_NAMES})
       SELECT p.value, e.value, w.id, w.organization_id, json_extract(w.doc, '$.url'), json(json_extract(w.doc, '$.events')),
-        json(json_extract(w.doc, '$.secret')), json(json_extract(w.doc, '$.previousSecret')),
-        json_extract(w.doc, '$.previousSecretExpiresAt')
+        json(json_extract(w.doc, '$.secret')),
+        CASE WHEN json_array_length(w.doc, '$.previousSecrets') > 0 THEN json(json_extract(w.doc, '$.previousSecrets')) END
       FROM main.webhooks w, json_each(w.doc, '$.effectivePartnerIds') p, json_each(w.doc, '$.events') e
       WHERE w.deleted = 0 AND w.status = 'ACTIVE';
     DROP TABLE IF EXISTS main.webhook_partners;
   `);
+}
+
+/**
+ * Views written before webhooks kept a list of previous secrets hold one in
+ * `previousSecret` / `previousSecretExpiresAt`: rewrite them in today's shape.
+ * Exact for that version's state; a secret it had already dropped (a second
+ * rotation inside a grace period) comes back only with `projections rebuild`.
+ */
+function upgradeStoredViews(db: Database.Database): void {
+  const legacy = db
+    .prepare<[], { id: string; doc: string }>("SELECT id, doc FROM main.webhooks WHERE json_type(doc, '$.previousSecrets') IS NULL")
+    .all();
+  const update = db.prepare<[string, string]>('UPDATE main.webhooks SET doc = ? WHERE id = ?');
+  for (const row of legacy) {
+    update.run(JSON.stringify(upgradeStoredView(JSON.parse(row.doc) as StoredWebhookView)), row.id);
+  }
 }
 
 function columnExists(db: Database.Database, table: string, column: string): boolean {
@@ -214,8 +229,8 @@ class ViewTables {
       deleteDispatch: db.prepare<[string, string, string]>(
         `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND webhook_id = ?`,
       ),
-      insertDispatch: db.prepare<[string, string, string, string, string, string, string, string | null, string | null]>(
-        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (${DISPATCH_COLUMN_NAMES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      insertDispatch: db.prepare<[string, string, string, string, string, string, string, string | null]>(
+        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (${DISPATCH_COLUMN_NAMES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertKey: db.prepare<[string, string, string, string, string]>(
         `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
@@ -306,20 +321,10 @@ class ViewTables {
       if (dispatchable(view)) {
         const events = JSON.stringify(view.events);
         const secret = JSON.stringify(view.secret);
-        const previous = view.previousSecret === null ? null : JSON.stringify(view.previousSecret);
+        const previous = view.previousSecrets.length === 0 ? null : JSON.stringify(view.previousSecrets);
         for (const partner of view.effectivePartnerIds) {
           for (const pattern of view.events) {
-            this.s.insertDispatch.run(
-              partner,
-              pattern,
-              view.id,
-              view.organizationId,
-              view.url,
-              events,
-              secret,
-              previous,
-              view.previousSecretExpiresAt,
-            );
+            this.s.insertDispatch.run(partner, pattern, view.id, view.organizationId, view.url, events, secret, previous);
           }
         }
       }
@@ -374,7 +379,7 @@ class ViewTables {
       // Rows as arrays (no object per row), de-duplicated and ordered here: cheaper than GROUP BY's temp b-tree.
       stmt = this.db
         .prepare<unknown[], DispatchRow>(
-          `SELECT webhook_id, organization_id, url, events, secret, previous_secret, previous_secret_expires_at
+          `SELECT webhook_id, organization_id, url, events, secret, previous_secrets
            FROM ${this.s.dispatchTable}
            WHERE partner_id = ? AND pattern IN (${keys.map(() => '?').join(',')})${keys.length === 1 ? ' ORDER BY webhook_id' : ''}`,
         )
@@ -429,27 +434,26 @@ function sameDispatch(a: WebhookView | null, b: WebhookView): boolean {
     sameStrings(a.effectivePartnerIds, b.effectivePartnerIds) &&
     a.url === b.url &&
     sameSecret(a.secret, b.secret) &&
-    sameSecret(a.previousSecret, b.previousSecret) &&
-    a.previousSecretExpiresAt === b.previousSecretExpiresAt
+    a.previousSecrets.length === b.previousSecrets.length &&
+    a.previousSecrets.every((p, i) => sameSecret(p.secret, b.previousSecrets[i]!.secret) && p.expiresAt === b.previousSecrets[i]!.expiresAt)
   );
 }
 
-function sameSecret(a: EncryptedSecret | null, b: EncryptedSecret | null): boolean {
-  return a === b || (a !== null && b !== null && a.keyId === b.keyId && a.iv === b.iv && a.ciphertext === b.ciphertext);
+function sameSecret(a: EncryptedSecret, b: EncryptedSecret): boolean {
+  return a === b || (a.keyId === b.keyId && a.iv === b.iv && a.ciphertext === b.ciphertext);
 }
 
-/** A dispatch index row in column order: webhook id, organization, url, events, secret, previous secret, its expiry. */
-type DispatchRow = [string, string, string, string, string, string | null, string | null];
+/** A dispatch index row in column order: webhook id, organization, url, events, secret, previous secrets (JSON or null). */
+type DispatchRow = [string, string, string, string, string, string | null];
 
-function dispatchViewOfRow([id, organizationId, url, events, secret, previous, previousExpiresAt]: DispatchRow): DispatchView {
+function dispatchViewOfRow([id, organizationId, url, events, secret, previous]: DispatchRow): DispatchView {
   return {
     id,
     organizationId,
     url,
     events: JSON.parse(events) as string[],
     secret: JSON.parse(secret) as EncryptedSecret,
-    previousSecret: previous === null ? null : (JSON.parse(previous) as EncryptedSecret),
-    previousSecretExpiresAt: previousExpiresAt,
+    previousSecrets: previous === null ? [] : (JSON.parse(previous) as PreviousSecret[]),
   };
 }
 
@@ -485,7 +489,8 @@ export class SqliteReadModel implements ReadModel {
     this.db.transaction(() => {
       if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
       else {
-        if (!tableExists(this.db, 'webhook_dispatch') || !columnExists(this.db, 'webhook_dispatch', 'secret')) {
+        if (!tableExists(this.db, 'webhook_dispatch') || !columnExists(this.db, 'webhook_dispatch', 'previous_secrets')) {
+          upgradeStoredViews(this.db);
           migrateDispatchIndex(this.db);
         }
         dropLegacyIndexes(this.db);
