@@ -7,8 +7,10 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { StoreUnavailableError, StreamConflictError, comparePositions, type RecordedEvent } from '../../src/stores/eventStore.ts';
 import { openPostgresEventStore } from '../../src/stores/postgres/postgresEventStore.ts';
+import { openPostgresReadModel } from '../../src/stores/postgres/postgresReadModel.ts';
 import { createTestDatabase } from '../support/postgres.ts';
 import { eventStoreContract, makeEvent } from './eventStore.contract.ts';
+import { readModelContract } from './readModel.contract.ts';
 
 eventStoreContract('PostgreSQL', async () => {
   const database = await createTestDatabase();
@@ -17,6 +19,18 @@ eventStoreContract('PostgreSQL', async () => {
     store,
     async cleanup() {
       await store.close();
+      await database.drop();
+    },
+  };
+});
+
+readModelContract('PostgreSQL', async () => {
+  const database = await createTestDatabase();
+  const readModel = await openPostgresReadModel({ url: database.url });
+  return {
+    readModel,
+    async cleanup() {
+      await readModel.close();
       await database.drop();
     },
   };
@@ -278,6 +292,82 @@ describe('PostgreSQL event store: group commit, several processes, schema', () =
       await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
     } finally {
       await store.close();
+      await database.drop();
+    }
+  });
+});
+
+describe('PostgreSQL read model: the indexes behind the queries', () => {
+  /** A registration at position n: organization n % 50, partner n % 200, one exact pattern of 40 and kyc.* for a tenth. */
+  function registration(n: number): RecordedEvent {
+    const id = `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+    const at = new Date(Date.UTC(2025, 0, 1, 0, 0, n)).toISOString();
+    const partner = `a0000000-0000-4000-8000-${(n % 200).toString(16).padStart(12, '0')}`;
+    return {
+      streamId: `webhook-${id}`,
+      revision: 0,
+      position: { commit: BigInt(n + 1), prepare: BigInt(n + 1) },
+      type: 'WebhookRegistered',
+      data: {
+        webhookId: id,
+        organizationId: `org-${n % 50}`,
+        url: `https://hooks.example.com/${n}`,
+        events: n % 10 === 0 ? ['kyc.*'] : [`kyc.check${n % 40}.completed`],
+        partnerIds: [partner],
+        authorizedPartnerIds: [partner],
+        secret: { keyId: 'k1', iv: `iv-${n}`, ciphertext: `ct-${n}` },
+        at,
+      },
+      metadata: {
+        actor: { clientId: 'c', subject: 's' },
+        organizationId: `org-${n % 50}`,
+        requestId: `r-${n}`,
+        idempotencyKeyHash: `key-${n}`,
+        requestFingerprint: `fp-${n}`,
+        occurredAt: at,
+        previousHash: null,
+        hash: `h-${n}`,
+      },
+    };
+  }
+
+  it('a dispatch lookup is a range of the dispatch index and primary-key lookups, never a scan (EXPLAIN)', async () => {
+    const database = await createTestDatabase();
+    const readModel = await openPostgresReadModel({ url: database.url });
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      let checkpoint: string | null = null;
+      for (let page = 0; page < 10; page++) {
+        const batch = Array.from({ length: 1000 }, (_, i) => registration(page * 1000 + i));
+        await readModel.applyBatch(batch, checkpoint);
+        checkpoint = await readModel.checkpoint();
+      }
+      await client.query('ANALYZE');
+      const partner = `a0000000-0000-4000-8000-${(7).toString(16).padStart(12, '0')}`;
+      const targets = await readModel.dispatchTargets('kyc.check7.completed', partner);
+      expect(targets.length).toBeGreaterThan(0);
+      const plan = await readModel.explainDispatch('kyc.check7.completed', partner);
+      console.log(`dispatch query plan at 10 000 webhooks:\n${plan}`);
+      expect(plan).toMatch(/(Index (Only )?Scan using|Bitmap Index Scan on) webhook_dispatch_pkey/);
+      expect(plan).toMatch(/Index Scan using webhooks_pkey on webhooks/);
+      expect(plan).not.toMatch(/Seq Scan/);
+
+      const explain = async (sql: string, params: unknown[]) =>
+        (await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, params)).rows.map((r) => r['QUERY PLAN']).join('\n');
+      // The idempotency-key lookup and the first page of a list use their indexes too.
+      expect(
+        await explain('SELECT * FROM read_model.idempotency_keys WHERE organization_id = $1 AND key_hash = $2', ['org-7', 'key-7']),
+      ).toMatch(/Index Scan using idempotency_keys_pkey/);
+      expect(
+        await explain(
+          'SELECT * FROM read_model.webhooks WHERE organization_id = $1 AND NOT deleted ORDER BY created_at, id LIMIT 20',
+          ['org-7'],
+        ),
+      ).toMatch(/Index Scan using webhooks_by_organization/);
+    } finally {
+      await client.end();
+      await readModel.close();
       await database.drop();
     }
   });

@@ -18,6 +18,7 @@ import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, upgradeStoredView, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
 import type { EncryptedSecret, PreviousSecret } from '../../domain/webhook.ts';
+import { dispatchable, eventFilterPatterns, sameDispatch, samePatterns } from '../webhookRows.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
@@ -354,7 +355,7 @@ class ViewTables {
       params.push(query.status);
     }
     if (query.event) {
-      const keys = [...new Set([query.event, ...patternsMatching(query.event)])];
+      const keys = eventFilterPatterns(query.event);
       clauses.push(
         `AND EXISTS (SELECT 1 FROM ${this.s.patternTable} p WHERE p.webhook_id = w.id AND p.pattern IN (${keys.map(() => '?').join(',')}))`,
       );
@@ -420,29 +421,6 @@ class ViewTables {
   }
 }
 
-/** Whether dispatchers must see this webhook at all. */
-function dispatchable(view: WebhookView): boolean {
-  return !view.deleted && view.status === 'ACTIVE';
-}
-
-/** True when the dispatch index rows of `a` (none when null) are already those of `b`. */
-function sameDispatch(a: WebhookView | null, b: WebhookView): boolean {
-  if (a === null || !dispatchable(a)) return !dispatchable(b);
-  return (
-    dispatchable(b) &&
-    sameStrings(a.events, b.events) &&
-    sameStrings(a.effectivePartnerIds, b.effectivePartnerIds) &&
-    a.url === b.url &&
-    sameSecret(a.secret, b.secret) &&
-    a.previousSecrets.length === b.previousSecrets.length &&
-    a.previousSecrets.every((p, i) => sameSecret(p.secret, b.previousSecrets[i]!.secret) && p.expiresAt === b.previousSecrets[i]!.expiresAt)
-  );
-}
-
-function sameSecret(a: EncryptedSecret, b: EncryptedSecret): boolean {
-  return a === b || (a.keyId === b.keyId && a.iv === b.iv && a.ciphertext === b.ciphertext);
-}
-
 /** A dispatch index row in column order: webhook id, organization, url, events, secret, previous secrets (JSON or null). */
 type DispatchRow = [string, string, string, string, string, string | null];
 
@@ -460,14 +438,6 @@ function dispatchViewOfRow([id, organizationId, url, events, secret, previous]: 
 /** The `webhooks` row of a view, in column order. */
 function viewRow(view: WebhookView): [string, string, string, string, number, number, string] {
   return [view.id, view.organizationId, view.createdAt, view.status, view.deleted ? 1 : 0, view.revision, JSON.stringify(view)];
-}
-
-function samePatterns(a: WebhookView | null, b: WebhookView): boolean {
-  return a !== null && a.deleted === b.deleted && sameStrings(a.events, b.events);
-}
-
-function sameStrings(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function encodeLast(events: readonly RecordedEvent[]): string {
