@@ -55,6 +55,8 @@ const schema = z
       .regex(/^[A-Za-z0-9_-]{0,64}$/, { message: 'must be at most 64 characters of A-Z, a-z, 0-9, _ and -' })
       .default(''),
     MONGODB_URL: url(['mongodb:', 'mongodb+srv:']).optional(),
+    /** PostgreSQL for the log and the read model (EVENTSTORE_URL / MONGODB_URL, when set, still take their port). */
+    POSTGRES_URL: url(['postgres:', 'postgresql:']).optional(),
     /** The read model's database; overrides the one named in MONGODB_URL (default `webhook_registry`). */
     MONGODB_DATABASE: z
       .string()

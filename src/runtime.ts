@@ -28,7 +28,8 @@ export const READ_MODEL_FILE = 'readmodel.sqlite';
 
 /**
  * Opens the configured engines: EventStoreDB / MongoDB when their URLs are set
- * (in EVENTSTORE_NAMESPACE / MONGODB_DATABASE when given), else SQLite files in DATA_DIR.
+ * (in EVENTSTORE_NAMESPACE / MONGODB_DATABASE when given), else PostgreSQL for
+ * both when POSTGRES_URL is set, else SQLite files in DATA_DIR.
  */
 export async function openStores(config: Config, hooks: StoreHooks = {}): Promise<Stores> {
   mkdirSync(config.dataDir, { recursive: true });
@@ -41,6 +42,14 @@ export async function openStores(config: Config, hooks: StoreHooks = {}): Promis
       ...(config.EVENTSTORE_NAMESPACE !== '' ? { namespace: config.EVENTSTORE_NAMESPACE } : {}),
     });
     log = config.EVENTSTORE_NAMESPACE !== '' ? `EventStoreDB (namespace ${config.EVENTSTORE_NAMESPACE})` : 'EventStoreDB';
+  } else if (config.POSTGRES_URL !== undefined) {
+    const { openPostgresEventStore } = await import('./stores/postgres/postgresEventStore.ts');
+    const { describePostgresUrl } = await import('./stores/postgres/pgDatabase.ts');
+    store = await openPostgresEventStore({
+      url: config.POSTGRES_URL,
+      ...(hooks.onCommit ? { onCommit: hooks.onCommit } : {}),
+    });
+    log = `PostgreSQL (${describePostgresUrl(config.POSTGRES_URL)})`;
   } else {
     store = openSqliteEventStore({
       path: path.join(config.dataDir, EVENTS_FILE),
@@ -59,6 +68,11 @@ export async function openStores(config: Config, hooks: StoreHooks = {}): Promis
       });
       readModel = mongo;
       rm = `MongoDB (database ${mongo.databaseName})`;
+    } else if (config.POSTGRES_URL !== undefined) {
+      const { openPostgresReadModel } = await import('./stores/postgres/postgresReadModel.ts');
+      const { describePostgresUrl } = await import('./stores/postgres/pgDatabase.ts');
+      readModel = await openPostgresReadModel({ url: config.POSTGRES_URL });
+      rm = `PostgreSQL (${describePostgresUrl(config.POSTGRES_URL)}, schema read_model)`;
     } else {
       readModel = openSqliteReadModel({ path: path.join(config.dataDir, READ_MODEL_FILE) });
       rm = `SQLite (${path.join(config.dataDir, READ_MODEL_FILE)})`;

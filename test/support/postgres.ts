@@ -26,8 +26,15 @@ async function admin<T>(serverUrl: string, work: (client: pg.Client) => Promise<
   }
 }
 
-export async function createDatabase(serverUrl: string, database: string): Promise<void> {
-  await admin(serverUrl, (c) => c.query(`CREATE DATABASE "${database}" STRATEGY FILE_COPY`));
+/** FILE_COPY: for a small template, faster to create and to drop than the default WAL_LOG. */
+export async function createDatabase(serverUrl: string, database: string, options: { ifMissing?: boolean } = {}): Promise<void> {
+  await admin(serverUrl, async (c) => {
+    try {
+      await c.query(`CREATE DATABASE "${database}" STRATEGY FILE_COPY`);
+    } catch (error) {
+      if (!(options.ifMissing && (error as { code?: string }).code === '42P04')) throw error; // duplicate_database
+    }
+  });
 }
 
 /** Drops a database even while connections to it remain (best effort: never fails the test). */

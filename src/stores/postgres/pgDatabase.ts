@@ -68,8 +68,9 @@ export function checkPostgresUrl(url: string): void {
   } catch {
     parsed = undefined;
   }
-  if (parsed === undefined || (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') || parsed.hostname === '') {
-    throw new Error(`POSTGRES_URL must be a postgres:// or postgresql:// URL with a host (got ${redactUrl(url)})`);
+  const hasHost = parsed !== undefined && (parsed.hostname !== '' || parsed.searchParams.has('host'));
+  if (parsed === undefined || (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') || !hasHost) {
+    throw new Error(`POSTGRES_URL must be a postgres:// or postgresql:// URL with a host, or a ?host= socket folder (got ${redactUrl(url)})`);
   }
 }
 
@@ -177,5 +178,15 @@ export async function migrate(pool: pg.Pool, component: string, migrations: read
     throw storeError(error, `migration of the ${component} schema`);
   } finally {
     client.release(failure instanceof Error ? failure : undefined);
+  }
+}
+
+/** host:port/database of a URL, for banners and health output (no user or password). */
+export function describePostgresUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname || u.searchParams.get('host') || 'localhost'}:${u.port || '5432'}${u.pathname || '/'}`;
+  } catch {
+    return redactUrl(url);
   }
 }
