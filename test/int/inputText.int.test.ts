@@ -143,3 +143,42 @@ describe('unpaired surrogates in any text field', () => {
     expect(reason.status).toBe(200);
   });
 });
+
+describe('the fingerprint of a write is taken over the route, not its spelling', () => {
+  let registry: TestRegistry;
+  let api: WebhookApi;
+  beforeAll(async () => {
+    registry = await startRegistry();
+    api = await WebhookApi.as(registry, 'acme-integration');
+  });
+  afterAll(async () => {
+    await registry.close();
+  });
+
+  it('POST /v1/%77ebhooks with a used key and the same body is a replay', async () => {
+    const key = crypto.randomUUID();
+    const first = await api.registered(VALID_REGISTRATION, key);
+    const again = await registry.request('POST', '/v1/%77ebhooks', {
+      token: api.token,
+      body: VALID_REGISTRATION,
+      headers: { 'idempotency-key': key },
+    });
+    expect(again.status, again.text).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(first);
+  });
+
+  it('a PATCH retried with the id in upper case is a replay', async () => {
+    const created = await api.registered(VALID_REGISTRATION);
+    const key = crypto.randomUUID();
+    const first = await api.patched(created.id, { status: 'PAUSED' }, { key });
+    const again = await registry.request('PATCH', `/v1/webhooks/${created.id.toUpperCase()}`, {
+      token: api.token,
+      body: { status: 'PAUSED' },
+      headers: { 'idempotency-key': key },
+    });
+    expect(again.status, again.text).toBe(200);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(first);
+  });
+});

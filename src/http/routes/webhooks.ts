@@ -99,6 +99,16 @@ function parseIfMatch(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
+/**
+ * The path as the route understood it: the route's pattern with its validated
+ * parameters (UUIDs lower-cased), so `/v1/%77ebhooks` or an upper-case id is
+ * the same request as its plain spelling.
+ */
+function canonicalPath(request: FastifyRequest): string {
+  const params = request.params as Record<string, string>;
+  return request.routeOptions.url!.replace(/:(\w+)/g, (_, name: string) => params[name] ?? '');
+}
+
 function requireKey(request: FastifyRequest): string {
   const key = parseIdempotencyKey(request.headers['idempotency-key']);
   if (key === undefined) {
@@ -139,7 +149,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       actor: { clientId: principal.clientId, subject: principal.subject },
       requestId: request.id,
       idempotencyKey: key,
-      fingerprint: requestFingerprint(request.method, request.url.split('?')[0] ?? '', body),
+      fingerprint: requestFingerprint(request.method, canonicalPath(request), body),
       now: deps.now(),
     };
   };
