@@ -5,8 +5,11 @@
 // EVENTSTORE_URL and/or MONGODB_URL set (e.g. the docker-compose services, see
 // docs/scaling-out.md), every registry uses those servers instead, isolated by
 // an EVENTSTORE_NAMESPACE / MONGODB_DATABASE of its own derived from its data
-// folder (so a restart over the same folder finds its data again). A test
-// that needs the SQLite files passes `env: SQLITE_ENGINES`.
+// folder (so a restart over the same folder finds its data again). With
+// POSTGRES_URL set (the `postgres` test project sets it to the run's server),
+// each registry gets a PostgreSQL database of its own, named the same way,
+// for whichever port the other two leave. A test that needs the SQLite files
+// passes `env: SQLITE_ENGINES`.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +19,7 @@ import { loadConfig, type Config } from '../../src/config.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { StoreUnavailableError } from '../../src/stores/eventStore.ts';
 import { startOAuthServer, type OAuthClientConfig, type OAuthServer } from './oauthServer.ts';
+import { createDatabase, dropDatabase, withDatabase } from './postgres.ts';
 
 export const PARTNER_A = '3c90c3cc-0d44-4b50-8888-8dd25736052a';
 export const PARTNER_B = '7f1e2d3c-4b5a-4c6d-8e9f-0a1b2c3d4e5f';
@@ -95,17 +99,25 @@ export function tempDataDir(): string {
 // ---- engines ------------------------------------------------------------------------
 
 /** Pass as (part of) `env` to run a registry on SQLite files whatever the process environment says. */
-export const SQLITE_ENGINES: Readonly<Record<string, string>> = Object.freeze({ EVENTSTORE_URL: '', MONGODB_URL: '' });
+export const SQLITE_ENGINES: Readonly<Record<string, string>> = Object.freeze({
+  EVENTSTORE_URL: '',
+  MONGODB_URL: '',
+  POSTGRES_URL: '',
+});
 
 /** The servers this test process was pointed at (empty means unset, as in loadConfig). */
-function serverUrls(): { eventStore: string | undefined; mongo: string | undefined } {
-  return { eventStore: process.env.EVENTSTORE_URL || undefined, mongo: process.env.MONGODB_URL || undefined };
+function serverUrls(): { eventStore: string | undefined; mongo: string | undefined; postgres: string | undefined } {
+  return {
+    eventStore: process.env.EVENTSTORE_URL || undefined,
+    mongo: process.env.MONGODB_URL || undefined,
+    postgres: process.env.POSTGRES_URL || undefined,
+  };
 }
 
 /** True when registries started without an engine override use SQLite for both the log and the read model. */
 export function usingSqliteEngines(): boolean {
-  const { eventStore, mongo } = serverUrls();
-  return eventStore === undefined && mongo === undefined;
+  const { eventStore, mongo, postgres } = serverUrls();
+  return eventStore === undefined && mongo === undefined && postgres === undefined;
 }
 
 /** Salt per test process: the same data folder gets the same namespace within a run, never across runs. */
@@ -128,31 +140,42 @@ function printEngineBanner(): void {
   const global = globalThis as { [BANNER_PRINTED]?: boolean };
   if (global[BANNER_PRINTED]) return;
   global[BANNER_PRINTED] = true;
-  const { eventStore, mongo } = serverUrls();
-  const log = eventStore === undefined ? 'SQLite' : `EventStoreDB (${redactUrl(eventStore)})`;
-  const readModel = mongo === undefined ? 'SQLite' : `MongoDB (${redactUrl(mongo)})`;
+  const { eventStore, mongo, postgres } = serverUrls();
+  const pg = postgres === undefined ? undefined : `PostgreSQL (${redactUrl(postgres)})`;
+  const log = eventStore === undefined ? (pg ?? 'SQLite') : `EventStoreDB (${redactUrl(eventStore)})`;
+  const readModel = mongo === undefined ? (pg ?? 'SQLite') : `MongoDB (${redactUrl(mongo)})`;
   console.warn(
     [
       '',
       '════════════════════════════════════════════════════════════════════════',
       `  HTTP suite engines: ${log} + ${readModel}`,
-      eventStore === undefined && mongo === undefined
-        ? '  (EVENTSTORE_URL and MONGODB_URL unset; see docs/scaling-out.md to run on the servers)'
-        : '  (one EVENTSTORE_NAMESPACE / MONGODB_DATABASE per registry)',
+      eventStore === undefined && mongo === undefined && postgres === undefined
+        ? '  (EVENTSTORE_URL, MONGODB_URL and POSTGRES_URL unset; see docs/scaling-out.md to run on the servers)'
+        : '  (one EVENTSTORE_NAMESPACE / MONGODB_DATABASE / PostgreSQL database per registry)',
       '════════════════════════════════════════════════════════════════════════',
       '',
     ].join('\n'),
   );
 }
 
-/** EVENTSTORE_URL / MONGODB_URL of this process, each with this data folder's namespace or database. */
+/** EVENTSTORE_URL / MONGODB_URL / POSTGRES_URL of this process, each with this data folder's namespace or database. */
 function engineEnv(dataDir: string): Record<string, string> {
-  const { eventStore, mongo } = serverUrls();
+  const { eventStore, mongo, postgres } = serverUrls();
   const { namespace, database } = isolationFor(dataDir);
   return {
     ...(eventStore !== undefined ? { EVENTSTORE_URL: eventStore, EVENTSTORE_NAMESPACE: namespace } : {}),
     ...(mongo !== undefined ? { MONGODB_URL: mongo, MONGODB_DATABASE: database } : {}),
+    ...(postgres !== undefined ? { POSTGRES_URL: withDatabase(postgres, database) } : {}),
   };
+}
+
+/** The PostgreSQL database this harness generated for the data folder, when the registry uses it. */
+function generatedPostgresDatabase(config: Config, dataDir: string): { server: string; database: string } | undefined {
+  const server = serverUrls().postgres;
+  const { database } = isolationFor(dataDir);
+  if (server === undefined || config.POSTGRES_URL === undefined) return undefined;
+  if (config.POSTGRES_URL !== withDatabase(server, database)) return undefined;
+  return { server, database };
 }
 
 /** Best effort: drops a registry's MongoDB database (never fails the test). */
@@ -170,6 +193,8 @@ async function dropMongoDatabase(url: string, database: string): Promise<void> {
 
 /** Drops the registry's database when it is the one this harness generated for its data folder. */
 async function dropGeneratedDatabase(config: Config, dataDir: string): Promise<void> {
+  const pg = generatedPostgresDatabase(config, dataDir);
+  if (pg) await dropDatabase(pg.server, pg.database);
   if (config.MONGODB_URL === undefined || config.MONGODB_DATABASE !== isolationFor(dataDir).database) return;
   await dropMongoDatabase(config.MONGODB_URL, config.MONGODB_DATABASE);
 }
@@ -201,6 +226,9 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   const dataDir = options.dataDir ?? tempDataDir();
   const env = registryEnv(oauth, dataDir, options.env);
   const config = loadConfig(env);
+  // PostgreSQL databases are not created on first use: make this folder's (once; a restart finds it).
+  const pg = generatedPostgresDatabase(config, dataDir);
+  if (pg) await createDatabase(pg.server, pg.database, { ifMissing: true });
   const logs: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
