@@ -49,11 +49,19 @@ const schema = z
     EVENT_TYPES_FILE: z.string().min(1).optional(),
     ALLOW_INSECURE_URLS: bool.default(false),
     EVENTSTORE_URL: url(['esdb:', 'esdb+discover:', 'kurrentdb:', 'kurrentdb+discover:']).optional(),
-    /** Prefix of every EventStoreDB stream name, so several registries can share one server (tests). */
+    /**
+     * Prefix of every EventStoreDB stream name, so several registries can share one server (tests).
+     * Never containing `webhook-`, no registry's streams can fall under another's prefix.
+     */
     EVENTSTORE_NAMESPACE: z
       .string()
       .regex(/^[A-Za-z0-9_-]{0,64}$/, { message: 'must be at most 64 characters of A-Z, a-z, 0-9, _ and -' })
+      .refine((v) => !v.includes('webhook-'), {
+        message: 'must not contain "webhook-" (its streams would be read as another registry\'s)',
+      })
       .default(''),
+    /** Longest wait for one EventStoreDB call (append, read page, ping, subscription confirmation). */
+    EVENTSTORE_TIMEOUT_MS: positiveInt.default(5000),
     MONGODB_URL: url(['mongodb:', 'mongodb+srv:']).optional(),
     /** PostgreSQL for the log and the read model (EVENTSTORE_URL / MONGODB_URL, when set, still take their port). */
     POSTGRES_URL: url(['postgres:', 'postgresql:']).optional(),

@@ -21,6 +21,12 @@ export interface Stores {
 
 export interface StoreHooks {
   readonly onCommit?: (batchSize: number, seconds: number) => void;
+  /**
+   * When given, an EventStoreDB that cannot be reached at start is reported
+   * here and the stores open anyway (the server starts not ready); without
+   * it, start-up fails (the command-line tools).
+   */
+  readonly onLogUnreachable?: (error: Error) => void;
 }
 
 export const EVENTS_FILE = 'events.sqlite';
@@ -40,6 +46,8 @@ export async function openStores(config: Config, hooks: StoreHooks = {}): Promis
     store = await openEsdbEventStore({
       connectionString: config.EVENTSTORE_URL,
       ...(config.EVENTSTORE_NAMESPACE !== '' ? { namespace: config.EVENTSTORE_NAMESPACE } : {}),
+      timeoutMs: config.EVENTSTORE_TIMEOUT_MS,
+      ...(hooks.onLogUnreachable ? { onUnreachable: hooks.onLogUnreachable } : {}),
     });
     log = config.EVENTSTORE_NAMESPACE !== '' ? `EventStoreDB (namespace ${config.EVENTSTORE_NAMESPACE})` : 'EventStoreDB';
   } else if (config.POSTGRES_URL !== undefined) {

@@ -46,8 +46,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   // One metrics registry per server, fed by the stores, the projector, the token verifier and the routes.
   const metrics = new Metrics();
   const identity = await createIdentity(config, { onCacheHit: metrics.onCacheHit });
-  const core = await openCore(config, { onCommit: metrics.onCommit });
   const logger = createLogger(config, options.logStream);
+  // An unreachable log does not stop start-up: the server answers, /health/ready says 503 until it answers.
+  const core = await openCore(config, {
+    onCommit: metrics.onCommit,
+    onLogUnreachable: (error) => logger.warn({ err: error }, 'the event log cannot be reached at start; not ready until it answers'),
+  });
   const now = options.now ?? (() => new Date());
   let projector: Projector | undefined;
   let app: FastifyInstance | undefined;

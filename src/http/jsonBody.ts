@@ -36,9 +36,11 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
     JSON_MEDIA_TYPES,
     { parseAs: 'string' },
     (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void) => {
-      void parse(request, body, (error, value) => {
+      // parseAs 'string' always hands over text.
+      const text = typeof body === 'string' ? body : body.toString('utf8');
+      void parse(request, text, (error, value) => {
         if (error) return done(error);
-        if (typeof body === 'string' && SURROGATE_ESCAPE.test(body)) {
+        if (SURROGATE_ESCAPE.test(text)) {
           const pointers = malformedTextPointers(value);
           if (pointers.length > 0) {
             const errors: FieldError[] = pointers.map((p) => ({

@@ -69,7 +69,25 @@ export class StreamConflictError extends Error {
 
 /** A store could not be reached or failed; the request may be retried. */
 export class StoreUnavailableError extends Error {
-  override readonly name = 'StoreUnavailableError';
+  override readonly name: string = 'StoreUnavailableError';
+}
+
+/**
+ * An append that was sent but got no answer (it timed out, or the connection
+ * failed under it): it may or may not be in the log. Still a 503; retrying the
+ * same request (same Idempotency-Key) is safe, it finds the write or makes it.
+ */
+export class AppendOutcomeUnknownError extends StoreUnavailableError {
+  override readonly name: string = 'AppendOutcomeUnknownError';
+}
+
+/**
+ * The store answered but refused the registry's credentials or permissions: a
+ * configuration problem (ACL, user), not an outage. A 503 to clients all the
+ * same; the message tells the operator what to grant.
+ */
+export class StoreAccessDeniedError extends StoreUnavailableError {
+  override readonly name: string = 'StoreAccessDeniedError';
 }
 
 export interface ReadAllOptions {

@@ -7,10 +7,19 @@
 // `$all` and subscriptions keep only our streams (prefix `webhook-`) and skip
 // system events. Passes test/contract/eventStore.contract.ts.
 //
+// Every call is bounded in time (EVENTSTORE_TIMEOUT_MS; see connection.ts for
+// how, and why the client cannot do it alone) and fails with
+// StoreUnavailableError; an append that was sent but not answered fails with
+// AppendOutcomeUnknownError. Event ids are derived from the events' hashes
+// (eventIds.ts), so sending the same append again is recognised by the
+// server's idempotent append instead of writing twice.
+//
 // An optional namespace (EVENTSTORE_NAMESPACE, e.g. `t1f2e3d4-`) lets several
 // registries share one server: it is prepended to every stream name written
 // and read (`t1f2e3d4-webhook-<id>`), stripped from every name returned, and
 // is part of the `$all` prefix filter. Callers only ever see `webhook-<id>`.
+// A namespace may not contain `webhook-`: that is what keeps every
+// registry's streams out of every other's prefix (see NAMESPACE_RULE).
 import {
   AccessDeniedError,
   ANY,
@@ -31,13 +40,16 @@ import {
   type AllStreamResolvedEvent,
   type AllStreamSubscription,
   type AppendExpectedRevision,
+  type AppendResult as EsdbAppendResult,
   type CurrentRevision,
   type JSONType,
   type ReadPosition,
   type ResolvedEvent,
 } from '@eventstore/db-client';
 import {
+  AppendOutcomeUnknownError,
   comparePositions,
+  StoreAccessDeniedError,
   StoreUnavailableError,
   StreamConflictError,
   WEBHOOK_STREAM_PREFIX,
@@ -51,15 +63,30 @@ import {
   type RecordedEvent,
   type SubscribeOptions,
 } from '../eventStore.ts';
+import {
+  consume,
+  EsdbConnections,
+  noAnswer,
+  withDeadline,
+  type CancellableRead,
+  type ClientFactory,
+  type EsdbConnection,
+} from './connection.ts';
+import { esdbEventId } from './eventIds.ts';
 
 /** Settings of a connected store. */
 export interface EsdbEngineOptions {
   /**
    * Prefix of every stream name on the server (EVENTSTORE_NAMESPACE). Default
-   * none. Namespaces sharing a server must not be prefixes of one another.
+   * none. It must not contain `webhook-` (NAMESPACE_RULE).
    */
   readonly namespace?: string;
-  /** gRPC deadline for a ping. Default 5 s. */
+  /**
+   * Longest wait for one call to the server: an append, one page of a read,
+   * the confirmation of a subscription (EVENTSTORE_TIMEOUT_MS). Default 5 s.
+   */
+  readonly timeoutMs?: number;
+  /** Longest wait for a ping. Default the smaller of timeoutMs and 2 s (the readiness probe's own limit). */
   readonly pingDeadlineMs?: number;
   /** Called when a subscription dropped and is about to resubscribe (for logs and metrics). */
   readonly onSubscriptionDropped?: (error: unknown, attempt: number, retryInMs: number) => void;
@@ -68,8 +95,21 @@ export interface EsdbEngineOptions {
 export interface EsdbEventStoreOptions extends EsdbEngineOptions {
   /** e.g. `esdb://eventstore:2113?tls=false` (EVENTSTORE_URL); `kurrentdb://` is accepted as an alias. */
   readonly connectionString: string;
-  /** How long `open` waits for the server before giving up. Default 10 s. */
+  /** How long `open` waits for the server's first answer. Default timeoutMs. */
   readonly connectTimeoutMs?: number;
+  /**
+   * Makes a client (default: from connectionString); called again whenever an
+   * unanswering connection is replaced. Tests wrap the real client here to
+   * inject faults.
+   */
+  readonly createClient?: ClientFactory;
+  /**
+   * When given, a server that cannot be reached at open is reported here and
+   * the store opens anyway (every call then fails with StoreUnavailableError
+   * until the server answers; the server's readiness probe reports it).
+   * Without it open fails. A server that refuses access always fails open.
+   */
+  readonly onUnreachable?: (error: StoreUnavailableError) => void;
 }
 
 /** Default page size for readAll when the caller gives no limit. */
@@ -82,14 +122,36 @@ const DEFAULT_READ_ALL_LIMIT = 1000;
  */
 const SCAN_CHUNK_MIN = 64;
 const SCAN_CHUNK_MAX = 4096;
-/** EVENTSTORE_NAMESPACE's syntax (also checked by src/config.ts). */
+export const DEFAULT_TIMEOUT_MS = 5_000;
+const DEFAULT_PING_DEADLINE_MS = 2_000;
+/**
+ * EVENTSTORE_NAMESPACE's syntax (also checked by src/config.ts). Without
+ * `webhook-` inside a namespace, no registry's prefix (namespace + `webhook-`)
+ * can be a prefix of another registry's stream names: `webhook-` has no
+ * proper suffix that is also its prefix, so one prefix can only extend
+ * another by containing `webhook-` itself. An un-namespaced registry's
+ * `webhook-` therefore never matches a namespace's `x-webhook-…` streams.
+ */
+export const NAMESPACE_RULE = 'must be 0 to 64 characters of A-Z, a-z, 0-9, _ and -, and must not contain "webhook-"';
 const NAMESPACE = /^[A-Za-z0-9_-]{0,64}$/;
+export function isValidNamespace(namespace: string): boolean {
+  return NAMESPACE.test(namespace) && !namespace.includes(WEBHOOK_STREAM_PREFIX);
+}
 /** Buffered subscription events before the gRPC stream is paused (backpressure). */
 const SUBSCRIPTION_HIGH_WATER = 4096;
 const RESUBSCRIBE_BASE_MS = 100;
 const RESUBSCRIBE_MAX_MS = 10_000;
 /** EventStoreDB reports "no position" on stream reads of old servers as the maximum u64. */
 const NO_POSITION = 2n ** 64n - 1n;
+/**
+ * Returned for an append that landed but whose position could not be learned
+ * (neither reported nor readable back): the write is not reported as failed;
+ * only read-your-writes for it is lost (a list may not show it yet).
+ */
+const UNKNOWN_POSITION: Position = Object.freeze({ commit: 0n, prepare: 0n });
+/** What a user needs on a secured server (docs/scaling-out.md, "Access control"). */
+const ACL_HINT =
+  "the registry's EventStoreDB user needs read on $all and read and write on its webhook streams (docs/scaling-out.md, Access control)";
 
 /** A recorded event in one of our streams that we cannot read back. Never retried. */
 export class CorruptEventError extends Error {
@@ -107,16 +169,25 @@ export class EsdbEventStore implements EventStore {
   private readonly namespace: string;
   /** Server-side prefix of our streams: namespace + `webhook-`. */
   private readonly prefix: string;
+  private readonly timeoutMs: number;
+  private readonly pingDeadlineMs: number;
+  private readonly connections: EsdbConnections;
 
+  /**
+   * @param client a client, or a factory of clients (then a connection that
+   *   stops answering is replaced by a fresh client).
+   */
   constructor(
-    private readonly client: EventStoreDBClient,
+    client: EventStoreDBClient | ClientFactory,
     private readonly options: EsdbEngineOptions = {},
   ) {
     this.namespace = options.namespace ?? '';
-    if (!NAMESPACE.test(this.namespace)) {
-      throw new TypeError('the EventStoreDB namespace must be 0 to 64 characters of A-Z, a-z, 0-9, _ and -');
-    }
+    if (!isValidNamespace(this.namespace)) throw new TypeError(`the EventStoreDB namespace ${NAMESPACE_RULE}`);
     this.prefix = `${this.namespace}${WEBHOOK_STREAM_PREFIX}`;
+    this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS, 'timeoutMs');
+    this.pingDeadlineMs = positive(options.pingDeadlineMs, Math.min(this.timeoutMs, DEFAULT_PING_DEADLINE_MS), 'pingDeadlineMs');
+    const factory = typeof client === 'function' ? client : undefined;
+    this.connections = new EsdbConnections(factory, factory ? factory() : (client as EventStoreDBClient), this.timeoutMs);
   }
 
   /** The server's name of one of our streams. */
@@ -128,58 +199,94 @@ export class EsdbEventStore implements EventStore {
     this.assertOpen();
     if (events.length === 0) throw new Error('append needs at least one event');
     const data = events.map((e) =>
-      jsonEvent({ type: e.type, data: asJson(e.data, 'data'), metadata: asJson(e.metadata, 'metadata') }),
+      jsonEvent({ id: esdbEventId(e), type: e.type, data: asJson(e.data, 'data'), metadata: asJson(e.metadata, 'metadata') }),
     );
-    let result;
+    const connection = this.connections.get();
+    const started = Date.now();
+    // Not sent yet: a failure here leaves nothing behind, so it is a plain StoreUnavailableError.
     try {
-      result = await this.client.appendToStream(this.serverName(streamId), data, {
-        expectedRevision: toExpectedRevision(expected),
-      });
+      await connection.serverFeatures(this.timeoutMs);
+    } catch (error) {
+      this.connections.unanswered(connection);
+      throw mapError(error, `append to ${streamId} (not sent)`, true);
+    }
+    const remaining = this.timeoutMs - (Date.now() - started);
+    if (remaining <= 0) throw noAnswer(`append to ${streamId} (not sent)`, this.timeoutMs);
+    let result: EsdbAppendResult;
+    try {
+      result = await withDeadline(
+        connection.client.appendToStream(this.serverName(streamId), data, {
+          expectedRevision: toExpectedRevision(expected),
+          deadline: remaining,
+        }),
+        remaining,
+        () => noAnswer(`append to ${streamId}`, this.timeoutMs),
+      );
     } catch (error) {
       if (error instanceof WrongExpectedVersionError) {
+        this.connections.answered(connection);
         throw new StreamConflictError(streamId, expected, toActualRevision(error.actualVersion));
       }
-      throw mapError(error, `append to ${streamId}`);
+      if (isPermanent(error)) throw mapError(error, `append to ${streamId}`);
+      this.connections.unanswered(connection);
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new AppendOutcomeUnknownError(
+        `EventStoreDB append to ${streamId} got no answer, so it may or may not have been written (retrying the same request is safe): ${reason}`,
+        { cause: error },
+      );
     }
-    const nextRevision = Number(result.nextExpectedRevision);
-    // A single-event append reports that event's position. For several events
-    // the reported position is not guaranteed to be the last one's, so read it back.
-    let position: Position | undefined = result.position;
-    if (events.length > 1 || position === undefined) {
-      position = (await this.readEventPosition(streamId, result.nextExpectedRevision)) ?? position;
+    this.connections.answered(connection);
+    return { nextRevision: Number(result.nextExpectedRevision), position: await this.appendPosition(streamId, result, events.length) };
+  }
+
+  /**
+   * The position of the last event an append wrote. A single-event append
+   * reports it; for several events the reported position is not guaranteed
+   * to be the last one's, so it is read back. The write has landed: if the
+   * read-back fails, the reported position (or none) is returned instead of
+   * failing it.
+   */
+  private async appendPosition(streamId: string, result: EsdbAppendResult, count: number): Promise<Position> {
+    const reported = usablePosition(result.position);
+    if (count === 1 && reported) return copyPosition(reported);
+    let readBack: Position | undefined;
+    try {
+      readBack = await this.readEventPosition(streamId, result.nextExpectedRevision);
+    } catch {
+      readBack = undefined;
     }
-    if (position === undefined) {
-      throw new CorruptEventError(`EventStoreDB returned no position for the append to ${streamId}`);
-    }
-    return { nextRevision, position: { commit: position.commit, prepare: position.prepare } };
+    return copyPosition(readBack ?? reported ?? UNKNOWN_POSITION);
   }
 
   private async readEventPosition(streamId: string, revision: bigint): Promise<Position | undefined> {
-    try {
-      for await (const resolved of this.client.readStream(this.serverName(streamId), { fromRevision: revision, maxCount: 1 })) {
-        return usablePosition(resolved.event?.position);
-      }
-      return undefined;
-    } catch (error) {
-      throw mapError(error, `read ${streamId}`);
-    }
+    let found: Position | undefined;
+    await this.read(
+      `read ${streamId}`,
+      (client) => client.readStream(this.serverName(streamId), { fromRevision: revision, maxCount: 1 }),
+      (resolved: ResolvedEvent) => {
+        found = usablePosition(resolved.event?.position);
+        return false;
+      },
+    );
+    return found;
   }
 
   async readStream(streamId: string): Promise<RecordedEvent[]> {
     this.assertOpen();
     const out: RecordedEvent[] = [];
     try {
-      for await (const resolved of this.client.readStream(this.serverName(streamId), {
-        direction: FORWARDS,
-        fromRevision: START,
-        resolveLinkTos: false,
-      })) {
-        const recorded = this.toRecorded(resolved, true);
-        if (recorded) out.push(recorded);
-      }
+      await this.read(
+        `read ${streamId}`,
+        (client) => client.readStream(this.serverName(streamId), { direction: FORWARDS, fromRevision: START, resolveLinkTos: false }),
+        (resolved: ResolvedEvent) => {
+          const recorded = this.toRecorded(resolved, true);
+          if (recorded) out.push(recorded);
+          return true;
+        },
+      );
     } catch (error) {
       if (error instanceof StreamNotFoundError) return [];
-      throw mapError(error, `read ${streamId}`);
+      throw error;
     }
     return out;
   }
@@ -196,32 +303,25 @@ export class EsdbEventStore implements EventStore {
     let minChunk = SCAN_CHUNK_MIN;
     for (;;) {
       const chunk = clamp(limit - out.length + 1, minChunk, SCAN_CHUNK_MAX);
-      const read = this.client.readAll({ direction: FORWARDS, fromPosition: from, maxCount: chunk, resolveLinkTos: false });
       let seen = 0;
       let lastSeen: Position | undefined;
       let full = false;
-      let exhausted = false;
-      try {
-        for await (const resolved of read) {
+      await this.read(
+        'read $all',
+        (client) => client.readAll({ direction: FORWARDS, fromPosition: from, maxCount: chunk, resolveLinkTos: false }),
+        (resolved: AllStreamResolvedEvent) => {
           seen += 1;
           const position = resolved.event?.position ?? resolved.link?.position;
-          if (position === undefined) continue;
+          if (position === undefined) return true;
           lastSeen = position;
-          if (exclusiveAfter !== undefined && comparePositions(position, exclusiveAfter) <= 0) continue;
+          if (exclusiveAfter !== undefined && comparePositions(position, exclusiveAfter) <= 0) return true;
           const recorded = this.toRecorded(resolved, false);
-          if (!recorded) continue;
+          if (!recorded) return true;
           out.push(recorded);
-          if (out.length >= limit) {
-            full = true;
-            break;
-          }
-        }
-        exhausted = !full;
-      } catch (error) {
-        throw mapError(error, 'read $all');
-      } finally {
-        if (!exhausted) await read.cancel().catch(() => undefined);
-      }
+          full = out.length >= limit;
+          return !full;
+        },
+      );
       if (full || seen < chunk || lastSeen === undefined) return out;
       from = lastSeen;
       exclusiveAfter = lastSeen;
@@ -235,30 +335,24 @@ export class EsdbEventStore implements EventStore {
     let exclusiveBefore: Position | undefined;
     let chunk = SCAN_CHUNK_MIN;
     for (;;) {
-      const read = this.client.readAll({ direction: BACKWARDS, fromPosition: from, maxCount: chunk });
       let seen = 0;
       let lastSeen: Position | undefined;
       let found: Position | undefined;
-      let exhausted = false;
-      try {
-        for await (const resolved of read) {
+      await this.read(
+        'read $all',
+        (client) => client.readAll({ direction: BACKWARDS, fromPosition: from, maxCount: chunk }),
+        (resolved: AllStreamResolvedEvent) => {
           seen += 1;
           const position = resolved.event?.position ?? resolved.link?.position;
-          if (position === undefined) continue;
+          if (position === undefined) return true;
           lastSeen = position;
-          if (exclusiveBefore !== undefined && comparePositions(position, exclusiveBefore) >= 0) continue;
-          if (this.isOurs(resolved.event?.streamId, resolved.event?.type)) {
-            found = position;
-            break;
-          }
-        }
-        exhausted = found === undefined;
-      } catch (error) {
-        throw mapError(error, 'read $all');
-      } finally {
-        if (!exhausted) await read.cancel().catch(() => undefined);
-      }
-      if (found) return { commit: found.commit, prepare: found.prepare };
+          if (exclusiveBefore !== undefined && comparePositions(position, exclusiveBefore) >= 0) return true;
+          if (!this.isOurs(resolved.event?.streamId, resolved.event?.type)) return true;
+          found = position;
+          return false;
+        },
+      );
+      if (found) return copyPosition(found);
       if (seen < chunk || lastSeen === undefined) return undefined;
       from = lastSeen;
       exclusiveBefore = lastSeen;
@@ -274,13 +368,25 @@ export class EsdbEventStore implements EventStore {
       // Subscriptions start after (exclusive) the given position. Each event
       // is also checked against the last one delivered, so a resubscription
       // can neither skip nor repeat anything.
-      const subscription = this.client.subscribeToAll({
-        fromPosition: last ?? START,
-        resolveLinkTos: false,
-        filter: streamNameFilter({ prefixes: [this.prefix] }),
-      });
-      const inbox = new Inbox(subscription, signal);
+      let subscription: AllStreamSubscription;
       try {
+        subscription = this.connections.get().client.subscribeToAll({
+          fromPosition: last ?? START,
+          resolveLinkTos: false,
+          filter: streamNameFilter({ prefixes: [this.prefix] }),
+        });
+      } catch (error) {
+        throw mapError(error, 'subscribe to $all');
+      }
+      const inbox = new Inbox(subscription, signal);
+      let confirmed = false;
+      try {
+        // A subscription the server does not confirm in time failed: the
+        // caller hears of it (and resumes from its checkpoint) instead of
+        // waiting forever. Only a confirmed subscription that drops is
+        // resubscribed here.
+        if (!(await inbox.confirmation(this.timeoutMs))) return;
+        confirmed = true;
         for (;;) {
           const received = await inbox.take();
           if (received === null) return;
@@ -299,30 +405,32 @@ export class EsdbEventStore implements EventStore {
         }
       } catch (error) {
         if (signal.aborted) return;
-        if (!isTransient(error)) throw mapError(error, 'subscribe to $all');
+        if (!confirmed || !isTransient(error)) throw mapError(error, 'subscribe to $all', !confirmed);
         failures += 1;
         const delay = backoff(failures);
         this.options.onSubscriptionDropped?.(error, failures, delay);
         await sleep(delay, signal);
       } finally {
         inbox.dispose();
-        await subscription.unsubscribe().catch(() => undefined);
+        subscription.unsubscribe().catch(() => undefined);
       }
     }
   }
 
   async ping(): Promise<void> {
     this.assertOpen();
+    await this.pingWithin(this.pingDeadlineMs);
+  }
+
+  /** Reads the newest event of `$all` (or learns it is empty): proof that the server answers. */
+  async pingWithin(ms: number): Promise<void> {
     try {
-      const read = this.client.readAll({
-        direction: BACKWARDS,
-        fromPosition: END,
-        maxCount: 1,
-        deadline: this.options.pingDeadlineMs ?? 5_000,
-      });
-      for await (const _ of read) {
-        // One event (or none, for an empty database) proves the server answers.
-      }
+      await this.read(
+        'ping',
+        (client) => client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 }),
+        () => true,
+        ms,
+      );
     } catch (error) {
       throw mapError(error, 'ping', true);
     }
@@ -332,7 +440,23 @@ export class EsdbEventStore implements EventStore {
     if (this.closed) return;
     this.closed = true;
     this.closing.abort();
-    await this.client.dispose();
+    await this.connections.close();
+  }
+
+  /** One bounded read on the current connection; errors mapped (StreamNotFoundError passes through). */
+  private async read<T>(
+    what: string,
+    open: (client: EventStoreDBClient) => CancellableRead<T>,
+    take: (item: T) => boolean,
+    ms = this.timeoutMs,
+  ): Promise<void> {
+    const connection: EsdbConnection = this.connections.get();
+    try {
+      await consume(connection, open(connection.client), take, ms, what);
+    } catch (error) {
+      if (error instanceof StreamNotFoundError) throw error;
+      throw mapError(error, what);
+    }
   }
 
   private assertOpen(): void {
@@ -369,7 +493,7 @@ export class EsdbEventStore implements EventStore {
     return {
       streamId,
       revision: Number(event.revision),
-      position: { commit: position.commit, prepare: position.prepare },
+      position: copyPosition(position),
       type: event.type,
       data: event.data,
       metadata: metadata as unknown as EventMetadata,
@@ -379,32 +503,55 @@ export class EsdbEventStore implements EventStore {
 
 /**
  * Connects and pings, so a wrong or unreachable server fails at start with a
- * clear StoreUnavailableError instead of at the first request.
+ * clear error instead of at the first request: StoreAccessDeniedError when the
+ * server refuses the user, StoreUnavailableError when it cannot be reached
+ * (unless `onUnreachable` is given: then the store opens anyway).
  */
 export async function openEsdbEventStore(options: EsdbEventStoreOptions): Promise<EsdbEventStore> {
-  if (options.namespace !== undefined && !NAMESPACE.test(options.namespace)) {
-    throw new TypeError('EVENTSTORE_NAMESPACE must be 0 to 64 characters of A-Z, a-z, 0-9, _ and -');
+  if (options.namespace !== undefined && !isValidNamespace(options.namespace)) {
+    throw new TypeError(`EVENTSTORE_NAMESPACE ${NAMESPACE_RULE}`);
   }
-  let client: EventStoreDBClient;
+  const connectionString = normalizeScheme(options.connectionString);
+  let factory: ClientFactory;
   try {
-    client = EventStoreDBClient.connectionString(normalizeScheme(options.connectionString));
+    if (options.createClient) factory = options.createClient;
+    else {
+      // Parsed here, so a bad string fails with our own message; the first client is the one made now.
+      let first: EventStoreDBClient | undefined = EventStoreDBClient.connectionString(connectionString);
+      factory = () => {
+        const client = first ?? EventStoreDBClient.connectionString(connectionString);
+        first = undefined;
+        return client;
+      };
+    }
   } catch (error) {
     // The parser's message may quote the string, which can hold credentials.
     throw new Error(`EVENTSTORE_URL is not a valid EventStoreDB connection string (${redact(options.connectionString)})`, {
       cause: error,
     });
   }
-  const store = new EsdbEventStore(client, options);
-  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  const store = new EsdbEventStore(factory, options);
+  const timeoutMs = options.connectTimeoutMs ?? options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   try {
-    await withTimeout(store.ping(), timeoutMs);
+    await store.pingWithin(timeoutMs);
   } catch (error) {
-    await store.close().catch(() => undefined);
     const reason = error instanceof Error ? error.message : String(error);
-    throw new StoreUnavailableError(
+    if (error instanceof StoreAccessDeniedError) {
+      await store.close().catch(() => undefined);
+      throw new StoreAccessDeniedError(`EventStoreDB at ${redact(options.connectionString)} refused access: ${ACL_HINT} (${reason})`, {
+        cause: error,
+      });
+    }
+    const unreachable = new StoreUnavailableError(
       `EventStoreDB at ${redact(options.connectionString)} cannot be reached (waited up to ${timeoutMs} ms): ${reason}`,
       { cause: error },
     );
+    if (options.onUnreachable) {
+      options.onUnreachable(unreachable);
+      return store;
+    }
+    await store.close().catch(() => undefined);
+    throw unreachable;
   }
   return store;
 }
@@ -432,12 +579,23 @@ function usablePosition(position: Position | undefined): Position | undefined {
   return position;
 }
 
+function copyPosition(position: Position): Position {
+  return { commit: position.commit, prepare: position.prepare };
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number of milliseconds`);
+  return value;
+}
+
 // ---- errors --------------------------------------------------------------------------
 
 /** Errors that say something about the request or the data, not about reachability. */
 function isPermanent(error: unknown): boolean {
   return (
     error instanceof AccessDeniedError ||
+    error instanceof StoreAccessDeniedError ||
     error instanceof InvalidArgumentError ||
     error instanceof MaxAppendSizeExceededError ||
     error instanceof StreamDeletedError ||
@@ -453,11 +611,21 @@ function isTransient(error: unknown): boolean {
   return error instanceof SubscriptionEndedError || !isPermanent(error);
 }
 
-/** Unavailable, timed-out, cancelled, not-leader, unknown and transport errors become StoreUnavailableError. */
+/**
+ * Access denied (or unauthenticated) becomes StoreAccessDeniedError, naming
+ * what to grant; unavailable, timed-out, cancelled, not-leader, unknown and
+ * transport errors become StoreUnavailableError; with `always`, so does
+ * everything else that is not access.
+ */
 function mapError(error: unknown, operation: string, always = false): unknown {
   if (error instanceof StoreUnavailableError) return error;
-  if (!always && isPermanent(error)) return error;
   const reason = error instanceof Error ? error.message : String(error);
+  if (error instanceof AccessDeniedError) {
+    return new StoreAccessDeniedError(`EventStoreDB refused ${operation}: access denied; ${ACL_HINT} (${reason})`, {
+      cause: error,
+    });
+  }
+  if (!always && isPermanent(error)) return error;
   return new StoreUnavailableError(`EventStoreDB ${operation} failed: ${reason}`, { cause: error });
 }
 
@@ -479,11 +647,16 @@ class Inbox {
   private items: AllStreamResolvedEvent[] = [];
   private failure: { error: unknown } | undefined;
   private ended = false;
+  private confirmed = false;
   private wake: (() => void) | undefined;
 
   private readonly onData = (event: AllStreamResolvedEvent): void => {
     this.items.push(event);
     if (this.items.length >= SUBSCRIPTION_HIGH_WATER) this.subscription.pause();
+    this.notify();
+  };
+  private readonly onConfirmation = (): void => {
+    this.confirmed = true;
     this.notify();
   };
   private readonly onError = (error: Error): void => {
@@ -504,11 +677,39 @@ class Inbox {
     private readonly subscription: AllStreamSubscription,
     private readonly signal: AbortSignal,
   ) {
+    subscription.on('confirmation', this.onConfirmation);
     subscription.on('data', this.onData);
     subscription.on('error', this.onError);
     subscription.on('end', this.onEnd);
     subscription.on('close', this.onEnd);
     signal.addEventListener('abort', this.notify);
+  }
+
+  /**
+   * Waits until the server confirmed the subscription (or sent an event):
+   * true; false once aborted. Throws when it failed or ended first, or with
+   * StoreUnavailableError after `ms`.
+   */
+  async confirmation(ms: number): Promise<boolean> {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.notify();
+    }, ms);
+    try {
+      for (;;) {
+        if (this.signal.aborted) return false;
+        if (this.confirmed || this.items.length > 0) return true;
+        if (this.failure) throw this.failure.error;
+        if (this.ended) throw new SubscriptionEndedError('the server ended the subscription before confirming it');
+        if (timedOut) throw noAnswer('subscribe to $all', ms);
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Everything buffered; waits when empty. Null once aborted; throws when the subscription dropped. */
@@ -530,6 +731,7 @@ class Inbox {
   }
 
   dispose(): void {
+    this.subscription.off('confirmation', this.onConfirmation);
     this.subscription.off('data', this.onData);
     this.subscription.off('end', this.onEnd);
     this.subscription.off('close', this.onEnd);
@@ -560,14 +762,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function clamp(value: number, min: number, max: number): number {
