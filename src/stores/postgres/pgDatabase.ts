@@ -108,6 +108,16 @@ export function storeError(error: unknown, operation: string): Error {
 
 // ---- migrations ----------------------------------------------------------------------
 
+/** One round trip to the server; StoreUnavailableError when it cannot answer. */
+export async function pingPool(pool: pg.Pool): Promise<void> {
+  try {
+    await pool.query('SELECT 1');
+  } catch (error) {
+    const failure = storeError(error, 'ping');
+    throw failure instanceof StoreUnavailableError ? failure : new StoreUnavailableError(failure.message, { cause: error });
+  }
+}
+
 export interface Migration {
   readonly version: number;
   readonly description: string;

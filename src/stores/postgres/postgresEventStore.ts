@@ -22,7 +22,7 @@
 // backstop. Commits NOTIFY `registry_events`, which wakes subscribers of every
 // process; they also poll, so a lost connection or notification only delays.
 import pg from 'pg';
-import { createPool, migrate, openPool, storeError, type Migration, type PgConnectionOptions } from './pgDatabase.ts';
+import { createPool, migrate, openPool, pingPool, storeError, type Migration, type PgConnectionOptions } from './pgDatabase.ts';
 import {
   StoreUnavailableError,
   StreamConflictError,
@@ -423,12 +423,7 @@ export class PostgresEventStore implements EventStore {
 
   async ping(): Promise<void> {
     this.assertOpen();
-    try {
-      await this.pool.query('SELECT 1');
-    } catch (error) {
-      const failure = storeError(error, 'ping');
-      throw failure instanceof StoreUnavailableError ? failure : new StoreUnavailableError(failure.message, { cause: error });
-    }
+    await pingPool(this.pool);
   }
 
   /** Commits every queued append, ends subscriptions, then closes the connections. */

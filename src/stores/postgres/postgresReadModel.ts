@@ -45,7 +45,7 @@ import {
   type WebhookRow,
 } from '../webhookRows.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
-import { migrate, openPool, storeError, type Migration, type PgConnectionOptions } from './pgDatabase.ts';
+import { migrate, openPool, pingPool, storeError, type Migration, type PgConnectionOptions } from './pgDatabase.ts';
 
 export const LIVE_SCHEMA = 'read_model';
 const REBUILD_PREFIX = 'read_model_rebuild_';
@@ -503,12 +503,7 @@ export class PostgresReadModel implements ReadModel {
 
   async ping(): Promise<void> {
     this.open();
-    try {
-      await this.pool.query('SELECT 1');
-    } catch (error) {
-      const failure = storeError(error, 'ping');
-      throw failure instanceof StoreUnavailableError ? failure : new StoreUnavailableError(failure.message, { cause: error });
-    }
+    await pingPool(this.pool);
   }
 
   async close(): Promise<void> {
