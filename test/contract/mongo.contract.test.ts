@@ -151,6 +151,22 @@ class Log {
     return this.record({ type: 'WebhookPaused', data: { webhookId: id, at: '2025-06-01T12:01:00.000Z' } });
   }
 
+  /** Rotation n (secret n-1 → n) at minute n, the old secret kept for a day. */
+  rotated(id: string, n: number): RecordedEvent {
+    const sealed = (k: number) => ({ keyId: 'k1', iv: `iv-${id}-${k}`, ciphertext: `ct-${id}-${k}` });
+    const at = new Date(Date.UTC(2025, 5, 1, 12, n)).toISOString();
+    return this.record({
+      type: 'WebhookSecretRotated',
+      data: {
+        webhookId: id,
+        secret: sealed(n),
+        previousSecret: sealed(n - 1),
+        previousSecretExpiresAt: new Date(Date.parse(at) + 86_400_000).toISOString(),
+        at,
+      },
+    });
+  }
+
   private record(event: WebhookEvent): RecordedEvent {
     const id = event.data.webhookId;
     const revision = (this.revisions.get(id) ?? -1) + 1;
@@ -284,6 +300,44 @@ function engineCases(backend: Backend): void {
         expect(await allIds(model)).toEqual(page.map((e) => (e.data as { webhookId: string }).webhookId));
       });
     }
+
+    it('a document written before the list of previous secrets is read, dispatched and extended in today\'s shape', async () => {
+      const database = databaseName();
+      const model = await open({ database });
+      const log = new Log();
+      const first = [log.registered(wid(1)), log.rotated(wid(1), 1)];
+      await model.applyBatch(first, null);
+      const current = (await model.getWebhook(wid(1)))!;
+      const kept = current.previousSecrets;
+      expect(kept).toHaveLength(1);
+      // Rewrite the stored document as the previous version wrote it: one previous secret in two fields.
+      const raw = new MongoClient(backend.url(), { serverSelectionTimeoutMS: 5_000 });
+      try {
+        const names = (await raw.db(database).listCollections().toArray()).map((c) => c.name);
+        const live = names.filter((n) => /^webhooks_v\d+$/.test(n));
+        expect(live).toHaveLength(1);
+        const updated = await raw
+          .db(database)
+          .collection<{ _id: string; [field: string]: unknown }>(live[0]!)
+          .updateOne(
+            { _id: wid(1) },
+            {
+              $set: { previousSecret: kept[0]!.secret, previousSecretExpiresAt: kept[0]!.expiresAt },
+              $unset: { previousSecrets: '' },
+            },
+          );
+        expect(updated.modifiedCount).toBe(1);
+      } finally {
+        await raw.close();
+      }
+      expect(await model.getWebhook(wid(1))).toEqual(current);
+      expect((await model.dispatchTargets(EXACT, P1))[0]?.previousSecrets).toEqual(kept);
+      // The next rotation inside the grace period keeps the legacy previous secret too.
+      const second = [log.rotated(wid(1), 2)];
+      await model.applyBatch(second, last(first));
+      const after = (await model.getWebhook(wid(1)))!;
+      expect(after.previousSecrets.map((p) => p.secret.ciphertext)).toEqual([`ct-${wid(1)}-1`, `ct-${wid(1)}-0`]);
+    });
 
     it('a live batch over the byte budget is applied in steps that each move the checkpoint forward', async () => {
       const { model, commands } = await monitored({ transactionLimits: { maxEvents: 1_000, maxBytes: 1 } });

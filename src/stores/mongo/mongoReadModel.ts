@@ -51,7 +51,7 @@ import {
   type Filter,
 } from 'mongodb';
 import { patternsMatching } from '../../domain/eventTypes.ts';
-import { nextView } from '../../projections/webhookView.ts';
+import { nextView, upgradeStoredView } from '../../projections/webhookView.ts';
 import { encodePosition, StoreUnavailableError, WEBHOOK_STREAM_PREFIX, type RecordedEvent } from '../eventStore.ts';
 import {
   CheckpointConflictError,
@@ -782,7 +782,9 @@ function toDoc(view: WebhookView): Omit<WebhookDoc, '_id'> {
 
 function toView(doc: WebhookDoc): WebhookView {
   const { _id, patterns: _patterns, ...view } = doc;
-  return view;
+  // Documents written before webhooks kept a list of previous secrets hold one
+  // in two fields; read them in today's shape (the next write stores that).
+  return upgradeStoredView(view);
 }
 
 async function dropCollection(db: Db, name: string): Promise<void> {
