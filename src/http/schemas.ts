@@ -130,7 +130,7 @@ export function createSchemas(options: SchemaOptions) {
       status: z.enum(['ACTIVE', 'PAUSED'], { message: 'must be ACTIVE or PAUSED (DISABLED is set by dispatchers)' }).optional(),
     })
     .refine((b) => Object.keys(b).length > 0, { message: 'must change at least one of url, events, partnerIds, status' })
-    .meta({ id: 'UpdateWebhookRequest' });
+    .meta({ id: 'UpdateWebhookRequest', minProperties: 1 });
 
   const rotateBody = z
     .strictObject({

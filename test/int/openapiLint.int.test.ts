@@ -8,6 +8,8 @@ import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 
+type Json = Record<string, unknown>;
+
 async function lintDocument(registry: TestRegistry): Promise<string[]> {
   const response = await registry.request('GET', '/openapi.json');
   expect(response.status).toBe(200);
@@ -35,6 +37,29 @@ describe('the OpenAPI document, linted by Redocly (recommended rules)', () => {
 
   it('has no errors and no warnings with rate limiting off', async () => {
     expect(await lintDocument(unlimited)).toEqual([]);
+  });
+
+  it('spells and words what the API reference page does', async () => {
+    const doc = (await limited.request<Json>('GET', '/openapi.json')).body;
+    const at = (...keys: string[]): unknown => keys.reduce<unknown>((node, key) => (node as Json | undefined)?.[key], doc);
+    const register = at('paths', '/v1/webhooks', 'post') as { parameters: { name: string; in: string }[]; responses: Json };
+    expect(register.parameters.filter((p) => p.in === 'header').map((p) => p.name)).toEqual(['Idempotency-Key']);
+    const update = at('paths', '/v1/webhooks/{id}', 'patch') as { parameters: { name: string; in: string }[] };
+    expect(update.parameters.filter((p) => p.in === 'header').map((p) => p.name)).toEqual(['Idempotency-Key', 'If-Match']);
+    expect(at('paths', '/v1/webhooks', 'post', 'responses', '201', 'description')).toBe('Registered. Secret is shown once in the response.');
+    const registered = at('components', 'schemas', 'RegisteredWebhook', 'properties') as Record<string, Json>;
+    expect(registered.status?.enum).toEqual(['ACTIVE', 'PAUSED', 'DISABLED']);
+    expect(registered.secret?.description).toBe('Signing secret — returned only on the create response. Not included on GET / list.');
+    const body = at('components', 'schemas', 'RegisterWebhookRequest', 'properties') as Record<string, Json>;
+    expect(body.secret?.description).toMatch(/^Optional provided secret\. If omitted, server generates\./);
+    expect(body.events?.description).toBe(
+      'Event type or segment wildcard (compliance.*, kyc.*, self_service_invitation.*). Root * is not supported.',
+    );
+    expect(register.parameters.find((p) => p.name === 'Idempotency-Key')).toMatchObject({
+      required: true,
+      schema: { minLength: 1, maxLength: 255 },
+      description: expect.stringMatching(/^Client-generated unique key \(UUID recommended\) for this write operation\./) as unknown,
+    });
   });
 
   it('is what the rules were checked on: operation ids, a server, a license', async () => {
