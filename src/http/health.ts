@@ -9,7 +9,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { PROBLEM_BASE } from '../errors.ts';
-import { comparePositions, decodePosition, encodePosition, type EventStore } from '../stores/eventStore.ts';
+import {
+  comparePositions,
+  decodePosition,
+  encodePosition,
+  StoreAccessDeniedError,
+  type EventStore,
+} from '../stores/eventStore.ts';
 import type { ReadModel } from '../stores/readModel.ts';
 import { problem } from './schemas.ts';
 
@@ -62,9 +68,23 @@ async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   }
 }
 
+/**
+ * Concurrent probes share the one check in flight: a store that hangs cannot
+ * make every probe start another call to it (they would pile up).
+ */
+function singleFlight<T>(work: () => Promise<T>): () => Promise<T> {
+  let inflight: Promise<T> | undefined;
+  return () =>
+    (inflight ??= work().finally(() => {
+      inflight = undefined;
+    }));
+}
+
 export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const timeoutMs = deps.checkTimeoutMs ?? 2000;
+  const pingStore = singleFlight(() => deps.store.ping());
+  const pingReadModel = singleFlight(() => deps.readModel.ping());
 
   r.get('/health/live', {
     schema: {
@@ -85,36 +105,41 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): vo
       request.log.warn({ err: error, check: name }, 'readiness check failed');
       return {
         status: 'down' as const,
-        detail: error instanceof CheckTimeoutError ? `no answer within ${timeoutMs} ms` : 'cannot be reached',
+        detail:
+          error instanceof CheckTimeoutError
+            ? `no answer within ${timeoutMs} ms`
+            : error instanceof StoreAccessDeniedError
+              ? 'access denied'
+              : 'cannot be reached',
       };
     }
   };
 
+  const max = deps.maxProjectorLagSeconds;
+  // Head, checkpoint and the oldest pending event's age; shared by concurrent probes like the pings.
+  const measureLag = singleFlight(async (): Promise<Checks['projector']> => {
+    const [head, checkpoint] = await Promise.all([deps.store.headPosition(), deps.readModel.checkpoint()]);
+    const applied = checkpoint === null ? undefined : decodePosition(checkpoint);
+    let lagSeconds = 0;
+    if (head !== undefined && (applied === undefined || comparePositions(applied, head) < 0)) {
+      const [oldestPending] = await deps.store.readAll({ after: applied, limit: 1 });
+      const occurred = oldestPending ? Date.parse(oldestPending.metadata.occurredAt) : NaN;
+      if (Number.isFinite(occurred)) lagSeconds = Math.max(0, (deps.now().getTime() - occurred) / 1000);
+    }
+    const up = lagSeconds < max;
+    return {
+      status: up ? ('up' as const) : ('down' as const),
+      ...(up ? {} : { detail: `the read model is ${lagSeconds.toFixed(1)} s behind the log (limit ${max} s)` }),
+      lagSeconds,
+      maxLagSeconds: max,
+      checkpoint,
+      head: head === undefined ? null : encodePosition(head),
+    };
+  });
+
   const projectorLag = async (request: FastifyRequest): Promise<Checks['projector']> => {
-    const max = deps.maxProjectorLagSeconds;
     try {
-      return await withTimeout(
-        (async () => {
-          const [head, checkpoint] = await Promise.all([deps.store.headPosition(), deps.readModel.checkpoint()]);
-          const applied = checkpoint === null ? undefined : decodePosition(checkpoint);
-          let lagSeconds = 0;
-          if (head !== undefined && (applied === undefined || comparePositions(applied, head) < 0)) {
-            const [oldestPending] = await deps.store.readAll({ after: applied, limit: 1 });
-            const occurred = oldestPending ? Date.parse(oldestPending.metadata.occurredAt) : NaN;
-            if (Number.isFinite(occurred)) lagSeconds = Math.max(0, (deps.now().getTime() - occurred) / 1000);
-          }
-          const up = lagSeconds < max;
-          return {
-            status: up ? ('up' as const) : ('down' as const),
-            ...(up ? {} : { detail: `the read model is ${lagSeconds.toFixed(1)} s behind the log (limit ${max} s)` }),
-            lagSeconds,
-            maxLagSeconds: max,
-            checkpoint,
-            head: head === undefined ? null : encodePosition(head),
-          };
-        })(),
-        timeoutMs,
-      );
+      return await withTimeout(measureLag(), timeoutMs);
     } catch (error) {
       request.log.warn({ err: error, check: 'projector' }, 'readiness check failed');
       return {
@@ -137,8 +162,8 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): vo
     },
     handler: async (request, reply) => {
       const [eventStore, readModel] = await Promise.all([
-        ping(request, 'eventStore', () => deps.store.ping()),
-        ping(request, 'readModel', () => deps.readModel.ping()),
+        ping(request, 'eventStore', pingStore),
+        ping(request, 'readModel', pingReadModel),
       ]);
       const projector = await projectorLag(request);
       const result: Checks = { eventStore, readModel, projector };

@@ -18,7 +18,7 @@ import {
 } from '../errors.ts';
 import { IdentityProviderUnavailableError, InvalidTokenError } from '../identity/principal.ts';
 import { BEARER_REALM } from './auth.ts';
-import { StoreUnavailableError } from '../stores/eventStore.ts';
+import { AppendOutcomeUnknownError, StoreUnavailableError } from '../stores/eventStore.ts';
 import { WebhookNotFoundError } from '../domain/webhook.ts';
 
 /** What our validator compiler returns for a request that fails its zod schema. */
@@ -67,6 +67,13 @@ export function toProblem(error: unknown): ProblemError {
     return new ServiceUnavailableError('The identity provider cannot be reached to verify the token; retry shortly.', {
       headers: { 'retry-after': String(error.retryAfterSeconds) },
     });
+  }
+  if (error instanceof AppendOutcomeUnknownError) {
+    // The write may have landed: the client must retry with the same key, which finds it or makes it.
+    return new ServiceUnavailableError(
+      'The write got no answer from the store and may or may not have been applied; retry with the same Idempotency-Key.',
+      { headers: { 'retry-after': '2' } },
+    );
   }
   if (error instanceof StoreUnavailableError) {
     return new ServiceUnavailableError('A store cannot be reached; retry shortly.', { headers: { 'retry-after': '2' } });
