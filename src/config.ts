@@ -78,9 +78,18 @@ const schema = z
     RATE_LIMIT_BURST: positiveInt.default(200),
     READ_YOUR_WRITES_TIMEOUT_MS: positiveInt.default(2000),
     SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+    /** A client must send a whole request (headers and body) within this, else 408 and the connection closes. */
+    REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
+    /** ... and its headers within this (at most REQUEST_TIMEOUT_MS). */
+    HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
+    /** An idle kept-alive connection closes after this (above a load balancer's usual 60 s idle timeout). */
+    KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
     PROJECTOR_MAX_LAG_SECONDS: z.coerce.number().positive().default(30),
   })
   .superRefine((c, ctx) => {
+    if (c.HEADERS_TIMEOUT_MS > c.REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HEADERS_TIMEOUT_MS'], message: 'must not exceed REQUEST_TIMEOUT_MS' });
+    }
     if (c.NODE_ENV === 'production' && c.ALLOW_INSECURE_URLS) {
       ctx.addIssue({ code: 'custom', path: ['ALLOW_INSECURE_URLS'], message: 'must not be true in production' });
     }

@@ -88,10 +88,34 @@ export class PreconditionFailedError extends ProblemError {
   readonly title = 'The webhook changed since it was read';
 }
 
+export class RequestTimeoutError extends ProblemError {
+  readonly status = 408;
+  readonly kind = 'request-timeout';
+  readonly title = 'The request was not received in time';
+}
+
 export class PayloadTooLargeError extends ProblemError {
   readonly status = 413;
   readonly kind = 'payload-too-large';
   readonly title = 'The request body is too large';
+}
+
+export class UriTooLongError extends ProblemError {
+  readonly status = 414;
+  readonly kind = 'uri-too-long';
+  readonly title = 'The request URL is too long';
+}
+
+export class ExpectationFailedError extends ProblemError {
+  readonly status = 417;
+  readonly kind = 'expectation-failed';
+  readonly title = 'The Expect header cannot be met';
+}
+
+export class HeaderFieldsTooLargeError extends ProblemError {
+  readonly status = 431;
+  readonly kind = 'header-fields-too-large';
+  readonly title = 'The request headers are too large';
 }
 
 export class UnsupportedMediaTypeError extends ProblemError {

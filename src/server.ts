@@ -7,7 +7,7 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config.ts';
 import { loadCatalog } from './catalog.ts';
 import { createDispatchLookup } from './dispatch/dispatchTargets.ts';
-import { buildApp, REDACTED_PATHS } from './http/app.ts';
+import { buildApp, LOG_SERIALIZERS, REDACTED_PATHS } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { ReadYourWrites } from './http/readYourWrites.ts';
 import { createIdentity, type Identity } from './identity/identity.ts';
@@ -32,7 +32,11 @@ export interface ServerOptions {
 }
 
 export function createLogger(config: Config, stream?: DestinationStream): Logger {
-  const options = { level: config.LOG_LEVEL, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  const options = {
+    level: config.LOG_LEVEL,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    serializers: LOG_SERIALIZERS,
+  };
   return stream ? pino(options, stream) : pino(options);
 }
 
@@ -80,6 +84,11 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       metrics,
       rateLimit: { perSecond: config.RATE_LIMIT_PER_SECOND, burst: config.RATE_LIMIT_BURST },
       maxProjectorLagSeconds: config.PROJECTOR_MAX_LAG_SECONDS,
+      timeouts: {
+        requestMs: config.REQUEST_TIMEOUT_MS,
+        headersMs: config.HEADERS_TIMEOUT_MS,
+        keepAliveMs: config.KEEP_ALIVE_TIMEOUT_MS,
+      },
       ...(identity.development ? {} : { tokenUrl: keycloakTokenUrl(identity.issuer) }),
     });
     const address = await app.listen({ port: config.PORT, host: config.HOST });

@@ -1,8 +1,9 @@
 // The fastify application as a function of its dependencies: no I/O of its
 // own, no process concerns (those live in src/main.ts). Tests build it over
 // real stores in a temp folder.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
 import type { ZodType } from 'zod';
 import type { EventTypeCatalog } from '../domain/eventTypes.ts';
 import type { TokenVerifier } from '../identity/tokenVerifier.ts';
@@ -15,7 +16,15 @@ import { CursorCodec } from './cursor.ts';
 import { registerHealthRoutes } from './health.ts';
 import { Metrics, registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
-import { RequestValidationError, registerProblemHandlers, sendProblem } from './problems.ts';
+import {
+  answerClientError,
+  answerFrameworkError,
+  pointerToken,
+  RequestValidationError,
+  registerProblemHandlers,
+  registerTransportProblems,
+  sendProblem,
+} from './problems.ts';
 import { setUpRateLimit } from './rateLimit.ts';
 import { serializerCompiler } from './serializer.ts';
 import type { ReadYourWrites } from './readYourWrites.ts';
@@ -25,7 +34,7 @@ import { registerEventTypeRoutes } from './routes/eventTypes.ts';
 import { registerWebhookRoutes } from './routes/webhooks.ts';
 import { createSchemas } from './schemas.ts';
 import { registerJsonBodyParser } from './jsonBody.ts';
-import { ServiceUnavailableError } from '../errors.ts';
+import { ServiceUnavailableError, ValidationError } from '../errors.ts';
 
 export interface AppDeps {
   readonly verifier: TokenVerifier;
@@ -50,7 +59,64 @@ export interface AppDeps {
   readonly maxProjectorLagSeconds?: number;
   /** The OAuth 2.0 token endpoint, for the API document. */
   readonly tokenUrl?: string;
+  /** How long a client may take to send a request, its headers, or the next request on a kept-alive connection. */
+  readonly timeouts?: HttpTimeouts;
 }
+
+export interface HttpTimeouts {
+  /** The whole request, headers and body (then 408 and the connection closes). */
+  readonly requestMs: number;
+  /** The headers alone (≤ requestMs). */
+  readonly headersMs: number;
+  /** An idle kept-alive connection between requests (then it closes). */
+  readonly keepAliveMs: number;
+}
+
+export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = { requestMs: 30_000, headersMs: 10_000, keepAliveMs: 72_000 };
+
+/**
+ * Node checks request and header deadlines on a timer (30 s by default), so a
+ * deadline can be overshot by that much; a tenth of the shorter deadline,
+ * between 50 ms and 1 s, keeps the overshoot small at a negligible cost.
+ */
+function connectionsCheckingInterval(t: HttpTimeouts): number {
+  return Math.min(1000, Math.max(50, Math.floor(Math.min(t.requestMs, t.headersMs) / 10)));
+}
+
+/**
+ * A request URL as it may be logged: the path, and the query's parameter
+ * names with every value replaced (`?access_token=[redacted]`). A query
+ * string can carry a token or a secret, and the path never does.
+ */
+/** A query parameter name short and plain enough to be logged and named in an error (never a value). */
+const PLAIN_NAME = /^[A-Za-z0-9_.-]{1,40}$/;
+
+export function loggableUrl(url: string): string {
+  const at = url.indexOf('?');
+  if (at === -1) return url;
+  const names = url
+    .slice(at + 1)
+    .split('&')
+    .filter((part) => part !== '')
+    .map((part) => {
+      const name = part.split('=', 1)[0]!;
+      return PLAIN_NAME.test(name) ? `${name}=[redacted]` : '[redacted]';
+    });
+  return names.length === 0 ? url.slice(0, at) : `${url.slice(0, at)}?${names.join('&')}`;
+}
+
+/** fastify's request serializer, with the URL as loggableUrl gives it. */
+export const LOG_SERIALIZERS = {
+  req(req: FastifyRequest) {
+    return {
+      method: req.method,
+      url: loggableUrl(req.url),
+      host: req.host,
+      remoteAddress: req.ip,
+      remotePort: req.socket?.remotePort,
+    };
+  },
+};
 
 /** Headers and fields that must never reach a log line. */
 export const REDACTED_PATHS = [
@@ -66,9 +132,23 @@ export const REDACTED_PATHS = [
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = deps.now ?? (() => new Date());
   const metrics = deps.metrics ?? new Metrics();
-  const options: FastifyServerOptions = {
+  const timeouts = deps.timeouts ?? DEFAULT_HTTP_TIMEOUTS;
+  const options: FastifyHttpOptions<Server> = {
     loggerInstance: deps.logger,
     bodyLimit: deps.bodyLimit,
+    // Stalled or trickling clients are cut off (408 problem+json) instead of holding a connection forever.
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    http: {
+      requestTimeout: timeouts.requestMs,
+      headersTimeout: timeouts.headersMs,
+      connectionsCheckingInterval: connectionsCheckingInterval(timeouts),
+      // Node's own check answers an empty 400; registerTransportProblems answers problem+json.
+      requireHostHeader: false,
+    },
+    // What fastify and Node answer before any route runs, as problem+json without echoes.
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
@@ -78,6 +158,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
   };
   const app: FastifyInstance = Fastify(options);
+  registerTransportProblems(app);
+  // A query parameter no route declares is refused, not ignored: a client that
+  // puts a secret or a token in the URL learns so instead of getting a 201.
+  app.addHook('preValidation', (request, _reply, done) => {
+    if (request.routeOptions.schema?.querystring !== undefined) return done();
+    const names = Object.keys(request.query as Record<string, unknown>);
+    if (names.length === 0) return done();
+    done(new ValidationError('This operation takes no query parameters.', {
+      errors: names.map((name) => ({
+        pointer: PLAIN_NAME.test(name) ? `/query/${pointerToken(name)}` : '/query',
+        detail: 'is not a known query parameter',
+      })),
+    }));
+  });
 
   // zod validates requests; a failure becomes our own error with the issues intact.
   app.setValidatorCompiler(({ schema }) => (data: unknown) => {

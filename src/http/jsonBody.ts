@@ -6,6 +6,7 @@
 // reject the answers that echo it. Such bodies are refused with a pointer.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isWellFormedText } from '../domain/text.ts';
+import { pointerToken } from './problems.ts';
 import { ValidationError, type FieldError } from '../errors.ts';
 
 export const JSON_MEDIA_TYPES = ['application/json', 'application/merge-patch+json'];
@@ -21,7 +22,7 @@ export function malformedTextPointers(value: unknown, pointer = '', out: string[
     value.forEach((item, i) => malformedTextPointers(item, `${pointer}/${i}`, out));
   } else if (value !== null && typeof value === 'object') {
     for (const [key, item] of Object.entries(value)) {
-      const child = `${pointer}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      const child = `${pointer}/${pointerToken(key)}`;
       if (!isWellFormedText(key)) out.push(child);
       else malformedTextPointers(item, child, out);
     }

@@ -9,7 +9,7 @@
 //   them lower-cased: `idempotency-key` is validated, `Idempotency-Key` is
 //   documented, so clients generated from the document read like the page);
 // - the answers every operation can give whatever its route says, because
-//   they come from hooks that run for every request: 400/408/414/431 from the
+//   they come from hooks that run for every request: 400/408/414/417/431 from the
 //   transport, 401/403/429 from authentication and rate limiting, 413/415
 //   from the body parser, 500 and 503 (shutdown, outages) — each one
 //   documented once under components/responses and referenced;
@@ -181,6 +181,12 @@ const ERROR_RESPONSES: Readonly<Record<number, ErrorResponse>> = {
   413: { name: 'PayloadTooLarge', description: 'The request body exceeds the size limit.', headers: [] },
   414: { name: 'UriTooLong', description: 'The request URI (or a path segment of it) is too long.', headers: [], beforeAuth: true },
   415: { name: 'UnsupportedMediaType', description: 'The request body is not application/json.', headers: [] },
+  417: {
+    name: 'ExpectationFailed',
+    description: 'The Expect header asks for something other than 100-continue.',
+    headers: [],
+    beforeAuth: true,
+  },
   422: {
     name: 'IdempotencyKeyReused',
     description: 'The Idempotency-Key was used for a different request, or first used more than 24 hours ago.',
@@ -203,7 +209,7 @@ const ERROR_RESPONSES: Readonly<Record<number, ErrorResponse>> = {
 };
 
 /** What every operation can answer, from the hooks that run for every request. */
-const EVERY_OPERATION = [400, 408, 414, 431, 500, 503];
+const EVERY_OPERATION = [400, 408, 414, 417, 431, 500, 503];
 /** What every authenticated operation can answer (429 only when rate limiting is on). */
 const AUTHENTICATED = [401, 403];
 /** Methods whose bodies fastify parses (a DELETE with a body too). */

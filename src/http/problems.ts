@@ -1,18 +1,25 @@
 // One place that turns every failure — ours, zod's and fastify's own — into
 // application/problem+json. 5xx details are hidden and logged instead; no
 // detail ever echoes request content (a body may hold a secret).
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { z } from 'zod';
 import {
+  ExpectationFailedError,
+  HeaderFieldsTooLargeError,
   IdempotencyKeyInvalidError,
   InternalError,
   MalformedRequestError,
   NotFoundError,
   PayloadTooLargeError,
   ProblemError,
+  RequestTimeoutError,
   ServiceUnavailableError,
   UnauthorizedError,
   UnsupportedMediaTypeError,
+  UriTooLongError,
   ValidationError,
   type FieldError,
 } from '../errors.ts';
@@ -32,12 +39,17 @@ export class RequestValidationError extends Error {
 
 const CONTEXT_PREFIX: Record<string, string> = { body: '', querystring: '/query', params: '/params', headers: '/headers' };
 
+/** One reference token of a JSON Pointer (RFC 6901: `~` → `~0`, `/` → `~1`). */
+export function pointerToken(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
 export function issuesToFieldErrors(issues: readonly z.core.$ZodIssue[], prefix: string): FieldError[] {
   const out: FieldError[] = [];
   for (const issue of issues) {
-    const base = prefix + issue.path.map((p) => `/${String(p).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+    const base = prefix + issue.path.map((p) => `/${pointerToken(String(p))}`).join('');
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push({ pointer: `${base}/${key}`, detail: 'is not a known field' });
+      for (const key of issue.keys) out.push({ pointer: `${base}/${pointerToken(key)}`, detail: 'is not a known field' });
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
       out.push({ pointer: base, detail: 'is required' });
     } else {
@@ -93,6 +105,9 @@ export function toProblem(error: unknown): ProblemError {
         ? new UnsupportedMediaTypeError('Send the body as application/json.')
         : new MalformedRequestError('The Content-Length header does not match the body.');
     case 'FST_ERR_BAD_URL':
+      return new MalformedRequestError('The request URL is malformed (invalid percent-encoding).');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new UriTooLongError('A path segment of the request URL is too long.');
     case 'FST_ERR_CTP_INVALID_PARSE_TYPE':
       return new MalformedRequestError('The request could not be read.');
     default:
@@ -106,7 +121,17 @@ export function toProblem(error: unknown): ProblemError {
   return new InternalError('An unexpected error occurred.');
 }
 
-export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemError): FastifyReply {
+/**
+ * Sends `problem`. `instance` is the request's path (never its query string);
+ * `withInstance: false` leaves it out, for requests whose URL itself was the
+ * problem (unreadable, too long) and must not be echoed.
+ */
+export function sendProblem(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  problem: ProblemError,
+  { withInstance = true }: { withInstance?: boolean } = {},
+): FastifyReply {
   for (const [name, value] of Object.entries(problem.headers)) void reply.header(name, value);
   return reply
     .code(problem.status)
@@ -117,7 +142,7 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, proble
       title: problem.title,
       status: problem.status,
       detail: problem.message,
-      instance: request.url.split('?')[0],
+      ...(withInstance ? { instance: request.url.split('?')[0] } : {}),
       requestId: request.id,
       ...(problem.errors ? { errors: problem.errors } : {}),
     });
@@ -137,4 +162,105 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, new NotFoundError(`No route for ${request.method} ${request.url.split('?')[0]}.`)),
   );
+}
+
+// ---- problems answered before a route runs --------------------------------------------
+//
+// fastify and Node's HTTP server answer some requests themselves: URLs the
+// router cannot take, bytes that are not HTTP, headers over `maxHeaderSize`,
+// requests not received within the timeouts, `Expect` values other than
+// 100-continue, HTTP/1.1 without Host. Their defaults are JSON or empty bodies
+// that quote the URL (query string and all); these answer problem+json with
+// nothing of the request in it, and log only the error code.
+
+/** fastify's `frameworkErrors`: a URL the router cannot take (malformed percent-encoding, an over-long path parameter). */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const problem = toProblem(error);
+  request.log.info({ code: error.code, status: problem.status }, problem.message);
+  // This reply runs no hooks, so the request id header is set here.
+  void reply.header('x-request-id', request.id);
+  sendProblem(request, reply, problem, { withInstance: false });
+}
+
+function clientErrorProblem(code: string): ProblemError {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new RequestTimeoutError('The request was not received within the time limit.');
+    case 'HPE_HEADER_OVERFLOW':
+      return new HeaderFieldsTooLargeError('The request headers exceed the size limit.');
+    default:
+      return new MalformedRequestError('The request is not valid HTTP.');
+  }
+}
+
+/** A problem+json response as raw HTTP/1.1 text, for sockets no ServerResponse owns. */
+function rawProblemResponse(problem: ProblemError, requestId: string): string {
+  const body = JSON.stringify({
+    type: problem.type,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.message,
+    requestId,
+  });
+  return (
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n` +
+    'Content-Type: application/problem+json\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `X-Request-Id: ${requestId}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
+  );
+}
+
+/**
+ * fastify's `clientErrorHandler` (Node's `clientError` event): the parser
+ * failed, the headers overflowed, or a request or header timeout expired.
+ * The error's `rawPacket` holds request bytes (tokens included) and is never
+ * logged.
+ */
+export function answerClientError(this: FastifyInstance, error: ConnectionError, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const problem = clientErrorProblem(error.code);
+  const requestId = randomUUID();
+  this.log.info({ code: error.code, status: problem.status, requestId }, problem.message);
+  // As Node does: write only if no response has started on this socket
+  // (e.g. a 401 already sent before the rest of the body arrived).
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (socket.writable && inFlight?.headersSent !== true) {
+    // end() sends the answer before the FIN; the timer covers a peer that never reads it.
+    socket.end(rawProblemResponse(problem, requestId), () => socket.destroy());
+    setTimeout(() => socket.destroy(), 1000).unref();
+  } else {
+    socket.destroy();
+  }
+}
+
+/**
+ * Node answers an unknown `Expect` with an empty 417 and an HTTP/1.1 request
+ * without Host with an empty 400 (when `requireHostHeader` is on, so the
+ * server is created with it off and the check is made here).
+ */
+export function registerTransportProblems(app: FastifyInstance): void {
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const requestId = randomUUID();
+    const problem = new ExpectationFailedError('Only "Expect: 100-continue" is supported.');
+    app.log.info({ status: problem.status, requestId }, problem.message);
+    const body = JSON.stringify({ type: problem.type, title: problem.title, status: problem.status, detail: problem.message, requestId });
+    res.writeHead(problem.status, {
+      'content-type': 'application/problem+json',
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': requestId,
+      connection: 'close',
+    });
+    res.end(body);
+    req.resume();
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.raw.httpVersion !== '1.1' || request.headers.host !== undefined) return;
+    request.log.info({ status: 400 }, 'HTTP/1.1 request without a Host header');
+    await sendProblem(request, reply, new MalformedRequestError('An HTTP/1.1 request needs a Host header.'), {
+      withInstance: false,
+    });
+    return reply;
+  });
 }
