@@ -2,7 +2,7 @@
 // (same events, metadata, hash chain and encrypted secrets as over HTTP),
 // many at once so the event store group-commits them. The read model is not
 // touched here: the bench rebuilds it from the log afterwards (figure 4).
-import { requestFingerprint } from '../src/commands/idempotency.ts';
+import { canonicalRequest } from '../src/commands/idempotency.ts';
 import { loadConfig } from '../src/config.ts';
 import { closeCore, openCore } from '../src/runtime.ts';
 import { SqliteEventStore } from '../src/stores/sqlite/sqliteEventStore.ts';
@@ -47,7 +47,7 @@ export async function seedRegistrations(options: SeedOptions): Promise<{ seconds
               actor: { clientId: `${org.id}-integration`, subject: `service-account-${org.id}-integration` },
               requestId: `seed-${i}`,
               idempotencyKey: `seed-${i}`,
-              fingerprint: requestFingerprint('POST', '/v1/webhooks', body),
+              request: canonicalRequest('POST', '/v1/webhooks', body),
               now,
             },
             { ...body, authorizedPartnerIds: org.partnerIds },

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Config, EncryptionKey } from './config.ts';
 import { SecretBox } from './crypto/secretBox.ts';
 import { WebhookCommands } from './commands/webhookCommands.ts';
+import { RequestFingerprints } from './commands/idempotency.ts';
 import type { EventStore } from './stores/eventStore.ts';
 import type { ReadModel } from './stores/readModel.ts';
 import { openSqliteEventStore } from './stores/sqlite/sqliteEventStore.ts';
@@ -123,7 +124,7 @@ export async function openCore(config: Config, hooks: StoreHooks = {}): Promise<
   return {
     ...stores,
     secrets,
-    commands: new WebhookCommands(stores.store, stores.readModel, secrets),
+    commands: new WebhookCommands(stores.store, stores.readModel, secrets, new RequestFingerprints(keys)),
     cursorKey,
     generatedEncryptionKey: generated,
   };

@@ -33,7 +33,7 @@ import {
   type RecordedEvent,
 } from '../stores/eventStore.ts';
 import type { ReadModel } from '../stores/readModel.ts';
-import { IDEMPOTENCY_WINDOW_MS, idempotencyKeyHash, webhookIdFor } from './idempotency.ts';
+import { IDEMPOTENCY_WINDOW_MS, idempotencyKeyHash, webhookIdFor, type RequestFingerprints } from './idempotency.ts';
 
 /** Who is writing and under which key; built by the HTTP layer from the request. */
 export interface WriteContext {
@@ -41,7 +41,8 @@ export interface WriteContext {
   readonly actor: ActorRef;
   readonly requestId: string;
   readonly idempotencyKey: string;
-  readonly fingerprint: string;
+  /** The request as fingerprinted (`canonicalRequest`); only its keyed fingerprint is stored. */
+  readonly request: string;
   readonly now: Date;
 }
 
@@ -112,6 +113,7 @@ export class WebhookCommands {
     private readonly store: EventStore,
     private readonly readModel: ReadModel,
     private readonly secrets: SecretBox,
+    private readonly fingerprints: RequestFingerprints,
   ) {}
 
   async register(ctx: WriteContext, input: RegisterInput): Promise<WriteOutcome<RegistrationBody>> {
@@ -144,7 +146,7 @@ export class WebhookCommands {
     try {
       const appended = await this.store.append(
         stream,
-        chain(events, { ...ctx, keyHash, fingerprint: ctx.fingerprint }, null),
+        chain(events, { ...ctx, keyHash, fingerprint: this.fingerprints.of(ctx.request) }, null),
         'no_stream',
       );
       const registered = events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
@@ -159,10 +161,18 @@ export class WebhookCommands {
     }
   }
 
+  /** A write under a used key is a replay only if it is the same request, within the window. */
+  private checkReplay(event: RecordedEvent, ctx: WriteContext): void {
+    if (!this.fingerprints.matches(event.metadata.requestFingerprint, ctx.request)) throw keyReused();
+    if (ctx.now.getTime() - Date.parse(event.metadata.occurredAt) > IDEMPOTENCY_WINDOW_MS) {
+      throw new IdempotencyKeyExpiredError('this Idempotency-Key expired; use a new key');
+    }
+  }
+
   private replayRegistration(ctx: WriteContext, recorded: readonly RecordedEvent[]): WriteOutcome<RegistrationBody> {
     const first = recorded[0];
     if (!first || first.type !== 'WebhookRegistered') throw new ServiceUnavailableError('registration stream is damaged');
-    checkReplay(first, ctx);
+    this.checkReplay(first, ctx);
     const registered = first.data as Extract<WebhookEvent, { type: 'WebhookRegistered' }>['data'];
     const secret = this.secrets.decrypt(registered.secret, {
       webhookId: registered.webhookId,
@@ -296,20 +306,20 @@ export class WebhookCommands {
         // The key hash includes the organization, so only this organization's writes can match.
         const usedAt = findLastIndex(recorded, (e) => e.metadata.idempotencyKeyHash === keyHash);
         if (usedAt >= 0) {
-          checkReplay(recorded[usedAt]!, ctx);
+          this.checkReplay(recorded[usedAt]!, ctx);
           return { result: handler.result(recorded, usedAt), replayed: true, position: undefined };
         }
         await this.checkKeyUnusedElsewhere(ctx, keyHash, webhookId);
         if (state.kind === 'deleted') throw new NotFoundError('webhook not found');
         const last = recorded[recorded.length - 1]!;
-        if (ifMatch !== undefined && ifMatch !== last.revision) {
+        if (ifMatch !== undefined && ifMatch !== representationRevision(recorded)) {
           throw new PreconditionFailedError('If-Match does not match the current ETag of the webhook');
         }
-        const events = decide(handler.command(state.webhook), state);
-        if (events.length === 0) {
-          return { result: handler.result(recorded, recorded.length - 1), replayed: false, position: undefined };
-        }
-        const newEvents = chain(events, { ...ctx, keyHash, fingerprint: ctx.fingerprint }, last.metadata.hash);
+        const decided = decide(handler.command(state.webhook), state);
+        // A write that changes nothing still records its key (see WebhookUnchanged).
+        const events: WebhookEvent[] =
+          decided.length > 0 ? decided : [{ type: 'WebhookUnchanged', data: { webhookId, at: ctx.now.toISOString() } }];
+        const newEvents = chain(events, { ...ctx, keyHash, fingerprint: this.fingerprints.of(ctx.request) }, last.metadata.hash);
         release ??= this.claimKey(keyHash, webhookId);
         try {
           const appended = await this.store.append(stream, newEvents, last.revision);
@@ -381,19 +391,25 @@ function foldAll(recorded: readonly RecordedEvent[], more: readonly WebhookEvent
 function webhookAt(recorded: readonly RecordedEvent[], upTo: number): WebhookAtRevision {
   const state = fold(recorded.slice(0, upTo + 1));
   if (state.kind === 'absent') throw new Error('no webhook in stream');
-  return { webhook: state.webhook, revision: recorded[upTo]!.revision };
+  return { webhook: state.webhook, revision: representationRevision(recorded, upTo) };
+}
+
+/**
+ * The version the ETag names after the first `upTo + 1` events: how many
+ * events changed the webhook, less one. It is the stream revision until a
+ * WebhookUnchanged is recorded; that one changes no representation, so it
+ * neither moves the ETag clients hold nor leaves a gap in the versions.
+ */
+export function representationRevision(recorded: readonly RecordedEvent[], upTo = recorded.length - 1): number {
+  let changes = 0;
+  for (let i = 0; i <= upTo; i++) if (recorded[i]!.type !== 'WebhookUnchanged') changes++;
+  return changes - 1;
 }
 
 export function toDomainEvent(e: RecordedEvent): WebhookEvent {
   return { type: e.type, data: e.data } as WebhookEvent;
 }
 
-function checkReplay(event: RecordedEvent, ctx: WriteContext): void {
-  if (event.metadata.requestFingerprint !== ctx.fingerprint) throw keyReused();
-  if (ctx.now.getTime() - Date.parse(event.metadata.occurredAt) > IDEMPOTENCY_WINDOW_MS) {
-    throw new IdempotencyKeyExpiredError('this Idempotency-Key expired; use a new key');
-  }
-}
 
 function contended(): ConcurrentWriteError {
   return new ConcurrentWriteError('Too many concurrent changes to this webhook; retry with the same Idempotency-Key.', {

@@ -95,6 +95,17 @@ export interface WebhookDeleted {
   readonly data: { readonly webhookId: string; readonly at: string };
 }
 
+/**
+ * A keyed write that changed nothing (a PATCH to the current values): it
+ * records the Idempotency-Key and fingerprint in its metadata, so the key is
+ * remembered like any other (a reuse with another body is 422), and the audit
+ * trail shows who asked. It changes no state and no ETag.
+ */
+export interface WebhookUnchanged {
+  readonly type: 'WebhookUnchanged';
+  readonly data: { readonly webhookId: string; readonly at: string };
+}
+
 export type WebhookEvent =
   | WebhookRegistered
   | WebhookUpdated
@@ -102,7 +113,8 @@ export type WebhookEvent =
   | WebhookResumed
   | WebhookDisabled
   | WebhookSecretRotated
-  | WebhookDeleted;
+  | WebhookDeleted
+  | WebhookUnchanged;
 
 export type WebhookEventType = WebhookEvent['type'];
 
@@ -114,6 +126,7 @@ export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = [
   'WebhookDisabled',
   'WebhookSecretRotated',
   'WebhookDeleted',
+  'WebhookUnchanged',
 ];
 
 // ---- state ----------------------------------------------------------------
@@ -198,6 +211,8 @@ export function evolve(state: WebhookState, event: WebhookEvent): WebhookState {
       return state.kind === 'live'
         ? { kind: 'deleted', webhook: { ...state.webhook, updatedAt: event.data.at }, deletedAt: event.data.at }
         : state;
+    case 'WebhookUnchanged':
+      return state;
     default: {
       const unreachable: never = event;
       return unreachable;

@@ -4,7 +4,8 @@ import {
   IDEMPOTENCY_WINDOW_MS,
   idempotencyKeyHash,
   parseIdempotencyKey,
-  requestFingerprint,
+  canonicalRequest,
+  RequestFingerprints,
   webhookIdFor,
 } from '../../src/commands/idempotency.ts';
 import { canonicalJson } from '../../src/domain/canonicalJson.ts';
@@ -68,37 +69,64 @@ describe('idempotencyKeyHash', () => {
   });
 });
 
-describe('requestFingerprint', () => {
+describe('RequestFingerprints', () => {
   const body = { url: 'https://hooks.example.com/a', events: ['kyc.*', 'compliance.case.opened'], partnerIds: ['p1'] };
+  const k1 = { id: 'k1', key: Buffer.alloc(32, 1) };
+  const k2 = { id: 'k2', key: Buffer.alloc(32, 2) };
+  const fingerprints = new RequestFingerprints([k1]);
+  const fp = (method: string, path: string, b: unknown): string => fingerprints.of(canonicalRequest(method, path, b));
 
   it('is canonical regardless of key order, at every depth', () => {
     const reordered = { partnerIds: ['p1'], events: ['kyc.*', 'compliance.case.opened'], url: 'https://hooks.example.com/a' };
-    expect(requestFingerprint('POST', '/v1/webhooks', reordered)).toBe(requestFingerprint('POST', '/v1/webhooks', body));
-    expect(requestFingerprint('POST', '/p', { a: { y: 1, x: [{ d: 1, c: 2 }] } })).toBe(
-      requestFingerprint('POST', '/p', { a: { x: [{ c: 2, d: 1 }], y: 1 } }),
-    );
+    expect(fp('POST', '/v1/webhooks', reordered)).toBe(fp('POST', '/v1/webhooks', body));
+    expect(fp('POST', '/p', { a: { y: 1, x: [{ d: 1, c: 2 }] } })).toBe(fp('POST', '/p', { a: { x: [{ c: 2, d: 1 }], y: 1 } }));
   });
 
   it('treats the method case-insensitively', () => {
-    expect(requestFingerprint('post', '/v1/webhooks', body)).toBe(requestFingerprint('POST', '/v1/webhooks', body));
+    expect(fp('post', '/v1/webhooks', body)).toBe(fp('POST', '/v1/webhooks', body));
   });
 
   it('differs when the method, the path or any part of the body differs', () => {
-    const base = requestFingerprint('POST', '/v1/webhooks', body);
-    expect(requestFingerprint('PATCH', '/v1/webhooks', body)).not.toBe(base);
-    expect(requestFingerprint('POST', '/v1/webhooks/x', body)).not.toBe(base);
-    expect(requestFingerprint('POST', '/v1/webhooks', { ...body, url: 'https://hooks.example.com/b' })).not.toBe(base);
+    const base = fp('POST', '/v1/webhooks', body);
+    expect(fp('PATCH', '/v1/webhooks', body)).not.toBe(base);
+    expect(fp('POST', '/v1/webhooks/x', body)).not.toBe(base);
+    expect(fp('POST', '/v1/webhooks', { ...body, url: 'https://hooks.example.com/b' })).not.toBe(base);
     // array order is part of the request
-    expect(requestFingerprint('POST', '/v1/webhooks', { ...body, events: ['compliance.case.opened', 'kyc.*'] })).not.toBe(base);
-    expect(requestFingerprint('POST', '/v1/webhooks', { ...body, secret: 'whsec_x' })).not.toBe(base);
+    expect(fp('POST', '/v1/webhooks', { ...body, events: ['compliance.case.opened', 'kyc.*'] })).not.toBe(base);
+    expect(fp('POST', '/v1/webhooks', { ...body, secret: 'whsec_x' })).not.toBe(base);
   });
 
   it('leaves undefined fields out, as JSON would', () => {
-    expect(requestFingerprint('POST', '/p', { a: 1, b: undefined })).toBe(requestFingerprint('POST', '/p', { a: 1 }));
+    expect(fp('POST', '/p', { a: 1, b: undefined })).toBe(fp('POST', '/p', { a: 1 }));
   });
 
-  it('is a SHA-256 hex digest', () => {
-    expect(requestFingerprint('POST', '/v1/webhooks', body)).toMatch(/^[0-9a-f]{64}$/);
+  it('is an HMAC naming its key: the unkeyed SHA-256 of a guessed body does not confirm it', () => {
+    const request = canonicalRequest('POST', '/v1/webhooks', { ...body, secret: 'whsec_guess' });
+    const stored = fingerprints.of(request);
+    expect(stored).toMatch(/^hmac-sha256:k1:[0-9a-f]{64}$/);
+    expect(stored).not.toContain(createHash('sha256').update(request).digest('hex'));
+    // Another server key gives another fingerprint of the same request.
+    expect(new RequestFingerprints([{ id: 'k1', key: Buffer.alloc(32, 9) }]).of(request)).not.toBe(stored);
+  });
+
+  it('checks a fingerprint with the key it names, so rotating keys keeps replays', () => {
+    const request = canonicalRequest('PATCH', '/v1/webhooks/x', { url: 'https://hooks.example.com/a' });
+    const underK1 = fingerprints.of(request);
+    const rotated = new RequestFingerprints([k2, k1]);
+    expect(rotated.of(request)).toMatch(/^hmac-sha256:k2:/);
+    expect(rotated.matches(underK1, request)).toBe(true);
+    expect(rotated.matches(underK1, canonicalRequest('PATCH', '/v1/webhooks/x', { url: 'https://hooks.example.com/b' }))).toBe(false);
+    // A key no longer configured cannot vouch for anything.
+    expect(new RequestFingerprints([k2]).matches(underK1, request)).toBe(false);
+    expect(fingerprints.matches('hmac-sha256:k1:zz', request)).toBe(false);
+    expect(fingerprints.matches(null, request)).toBe(false);
+  });
+
+  it('still recognises the unkeyed fingerprints written before keys were used', () => {
+    const request = canonicalRequest('POST', '/v1/webhooks', body);
+    const legacy = createHash('sha256').update(request).digest('hex');
+    expect(fingerprints.matches(legacy, request)).toBe(true);
+    expect(fingerprints.matches(legacy, canonicalRequest('POST', '/v1/webhooks', { ...body, partnerIds: [] }))).toBe(false);
   });
 });
 

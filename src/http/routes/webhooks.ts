@@ -13,8 +13,8 @@ import {
   PreconditionFailedError,
 } from '../../errors.ts';
 import { SCOPES } from '../../identity/principal.ts';
-import { parseIdempotencyKey, requestFingerprint } from '../../commands/idempotency.ts';
-import { toDomainEvent, type WebhookCommands, type WriteContext } from '../../commands/webhookCommands.ts';
+import { canonicalRequest, parseIdempotencyKey } from '../../commands/idempotency.ts';
+import { representationRevision, toDomainEvent, type WebhookCommands, type WriteContext } from '../../commands/webhookCommands.ts';
 import { webhookStreamName, type EventStore } from '../../stores/eventStore.ts';
 import type { ReadModel } from '../../stores/readModel.ts';
 import { organizationOf, principalOf } from '../auth.ts';
@@ -149,7 +149,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       actor: { clientId: principal.clientId, subject: principal.subject },
       requestId: request.id,
       idempotencyKey: key,
-      fingerprint: requestFingerprint(request.method, canonicalPath(request), body),
+      request: canonicalRequest(request.method, canonicalPath(request), body),
       now: deps.now(),
     };
   };
@@ -209,7 +209,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       if (state.kind !== 'live' || state.webhook.organizationId !== organizationOf(request)) {
         throw new NotFoundError('webhook not found');
       }
-      return reply.header('etag', etagOf(recorded.length - 1)).send(toWebhookResponse(state.webhook));
+      return reply.header('etag', etagOf(representationRevision(recorded))).send(toWebhookResponse(state.webhook));
     },
   });
 
