@@ -1,6 +1,11 @@
 // Standard Webhooks signatures for dispatchers: `webhook-id`,
 // `webhook-timestamp` and `webhook-signature` with one `v1,<base64 HMAC-SHA256>`
 // per valid secret, so receivers verify during a rotation with either secret.
+//
+// Before sending a signed payload, check where it goes: a webhook's host name
+// was judged by its text at registration, not by what it resolves to now.
+// Connect with `lookup: deliveryLookup()` (./deliveryLookup.ts), which refuses
+// internal addresses on the address the socket uses, and follow no redirects.
 import { createHmac } from 'node:crypto';
 import { secretKeyBytes } from '../domain/secret.ts';
 

@@ -79,7 +79,12 @@ export function checkWebhookUrl(raw: string, options: UrlPolicyOptions): string 
   return undefined;
 }
 
-function checkIp(literal: string): string | undefined {
+/**
+ * Why an IP address (v4 or v6, as text) must not be connected to, or
+ * undefined when it is a public address. Dispatchers call it on the
+ * addresses a host name resolves to at delivery time (`deliveryLookup`).
+ */
+export function checkIp(literal: string): string | undefined {
   if (!ipaddr.isValid(literal)) return 'must have a valid host';
   let address = ipaddr.parse(literal);
   if (address.kind() === 'ipv6') {
