@@ -3,14 +3,12 @@
 // operations of the generated OpenAPI document. Every asset must come from
 // the registry itself (no CDN: the build machines have no internet).
 //
-// Needs /usr/bin/chromium (`apt-get install -y chromium`); without it this
-// test fails rather than skips, so a CI image without a browser is noticed.
-import { existsSync } from 'node:fs';
+// A machine without Chromium gets it installed first (test/support/browser.ts);
+// where that cannot be done this test fails with the reason, it never skips.
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BROWSER_SETUP_TIMEOUT_MS, ensureChromium } from '../support/browser.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 interface JsonSchema {
   required?: string[];
@@ -38,10 +36,12 @@ interface OpenApiDocument {
 describe('the API reference at /docs in chromium', () => {
   let registry: TestRegistry;
   let browser: Browser | undefined;
+  let chromiumPath: string;
 
   beforeAll(async () => {
+    chromiumPath = await ensureChromium();
     registry = await startRegistry();
-  });
+  }, BROWSER_SETUP_TIMEOUT_MS);
   afterAll(async () => {
     await browser?.close();
     await registry?.close();
@@ -80,9 +80,8 @@ describe('the API reference at /docs in chromium', () => {
   });
 
   it('renders POST /v1/webhooks from local assets only', { timeout: 60_000 }, async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`).toBe(true);
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
+      executablePath: chromiumPath,
       headless: true,
       args: [
         '--no-sandbox',
