@@ -32,7 +32,7 @@ export default defineConfig({
           name: 'postgres',
           include: ['test/int/**/*.int.test.ts'],
           // Its own engine settings; it runs once, in the default project.
-          exclude: ['**/node_modules/**', 'test/int/postgresEngine.int.test.ts'],
+          exclude: ['**/node_modules/**', 'test/int/postgresEngine.int.test.ts', 'test/int/postgresScaleOut.int.test.ts'],
           setupFiles: ['test/setup/postgres.setup.ts'],
         },
       },

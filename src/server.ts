@@ -75,7 +75,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       commands: core.commands,
       lookup: createDispatchLookup(core.readModel, core.secrets, now),
       catalog,
-      readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS),
+      readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS, () => core.store.headPosition()),
       allowInsecureUrls: config.ALLOW_INSECURE_URLS,
       bodyLimit: config.BODY_LIMIT_BYTES,
       cursorKey: core.cursorKey,

@@ -1,6 +1,9 @@
 // Read-your-writes for list queries served by the read model: a read waits
-// until the projector has applied the newest write its organization made
-// through this process. (Single-webhook reads come from the log itself.)
+// until the projector has applied every write acknowledged before the read
+// began — the log's head at that moment, whichever process made the write —
+// and at least the newest write its organization made through this process.
+// So a list on one replica shows a write just answered by another.
+// (Single-webhook reads come from the log itself.)
 import { ServiceUnavailableError } from '../errors.ts';
 import { comparePositions, type Position } from '../stores/eventStore.ts';
 
@@ -14,6 +17,8 @@ export class ReadYourWrites {
   constructor(
     private readonly waitFor: WaitForPosition,
     private readonly timeoutMs: number,
+    /** The log's head (every acknowledged write is at or below it); omitted, only this process's writes are waited for. */
+    private readonly head?: () => Promise<Position | undefined>,
   ) {}
 
   noteWrite(organizationId: string, position: Position): void {
@@ -27,13 +32,15 @@ export class ReadYourWrites {
   }
 
   async settle(organizationId: string): Promise<void> {
-    const position = this.pending.get(organizationId);
+    const own = this.pending.get(organizationId);
+    const head = this.head ? await this.head() : undefined;
+    const position = own === undefined || (head !== undefined && comparePositions(head, own) > 0) ? head : own;
     if (position === undefined) return;
     if (!(await this.waitFor(position, this.timeoutMs))) {
       throw new ServiceUnavailableError('The read model is behind the log; retry shortly.', {
         headers: { 'retry-after': '1' },
       });
     }
-    if (this.pending.get(organizationId) === position) this.pending.delete(organizationId);
+    if (own !== undefined && this.pending.get(organizationId) === own) this.pending.delete(organizationId);
   }
 }
