@@ -35,6 +35,7 @@ import { registerWebhookRoutes } from './routes/webhooks.ts';
 import { createSchemas } from './schemas.ts';
 import { registerJsonBodyParser } from './jsonBody.ts';
 import { ServiceUnavailableError, ValidationError } from '../errors.ts';
+import { declareFieldNames, isRepeatableName } from './fieldNames.ts';
 
 export interface AppDeps {
   readonly verifier: TokenVerifier;
@@ -85,12 +86,10 @@ function connectionsCheckingInterval(t: HttpTimeouts): number {
 
 /**
  * A request URL as it may be logged: the path, and the query's parameter
- * names with every value replaced (`?access_token=[redacted]`). A query
- * string can carry a token or a secret, and the path never does.
+ * names with every value replaced (`?access_token=[redacted]`), a name too
+ * only when it could be a secret itself (see fieldNames.ts). A query string
+ * can carry a token or a secret, and the path never does.
  */
-/** A query parameter name short and plain enough to be logged and named in an error (never a value). */
-const PLAIN_NAME = /^[A-Za-z0-9_.-]{1,40}$/;
-
 export function loggableUrl(url: string): string {
   const at = url.indexOf('?');
   if (at === -1) return url;
@@ -100,7 +99,7 @@ export function loggableUrl(url: string): string {
     .filter((part) => part !== '')
     .map((part) => {
       const name = part.split('=', 1)[0]!;
-      return PLAIN_NAME.test(name) ? `${name}=[redacted]` : '[redacted]';
+      return isRepeatableName(name) ? `${name}=[redacted]` : '[redacted]';
     });
   return names.length === 0 ? url.slice(0, at) : `${url.slice(0, at)}?${names.join('&')}`;
 }
@@ -159,18 +158,28 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   const app: FastifyInstance = Fastify(options);
   registerTransportProblems(app);
-  // A query parameter no route declares is refused, not ignored: a client that
-  // puts a secret or a token in the URL learns so instead of getting a 201.
+  // The names request schemas declare may be repeated in errors and logs.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as Record<string, unknown> | undefined;
+    for (const part of ['body', 'querystring', 'params', 'headers']) declareFieldNames(schema?.[part]);
+  });
+  // An API operation without query parameters refuses any, instead of ignoring
+  // them: a client that puts a secret or a token in the URL learns so instead
+  // of getting a 201. Probes, /metrics, /docs and /openapi.json (no scopes)
+  // and unknown paths (404) are left alone.
   app.addHook('preValidation', (request, _reply, done) => {
+    if (request.is404 || request.routeOptions.config.scopes === undefined) return done();
     if (request.routeOptions.schema?.querystring !== undefined) return done();
     const names = Object.keys(request.query as Record<string, unknown>);
     if (names.length === 0) return done();
-    done(new ValidationError('This operation takes no query parameters.', {
-      errors: names.map((name) => ({
-        pointer: PLAIN_NAME.test(name) ? `/query/${pointerToken(name)}` : '/query',
-        detail: 'is not a known query parameter',
-      })),
-    }));
+    done(
+      new ValidationError('This operation takes no query parameters.', {
+        errors: names.map((name) => ({
+          pointer: isRepeatableName(name) ? `/query/${pointerToken(name)}` : '/query',
+          detail: 'is not a known query parameter',
+        })),
+      }),
+    );
   });
 
   // zod validates requests; a failure becomes our own error with the issues intact.

@@ -25,6 +25,7 @@ import {
 } from '../errors.ts';
 import { IdentityProviderUnavailableError, InvalidTokenError } from '../identity/principal.ts';
 import { BEARER_REALM } from './auth.ts';
+import { isRepeatableName } from './fieldNames.ts';
 import { AppendOutcomeUnknownError, StoreUnavailableError } from '../stores/eventStore.ts';
 import { WebhookNotFoundError } from '../domain/webhook.ts';
 
@@ -49,7 +50,14 @@ export function issuesToFieldErrors(issues: readonly z.core.$ZodIssue[], prefix:
   for (const issue of issues) {
     const base = prefix + issue.path.map((p) => `/${pointerToken(String(p))}`).join('');
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push({ pointer: `${base}/${pointerToken(key)}`, detail: 'is not a known field' });
+      for (const key of issue.keys) {
+        // A name that could be a secret is not repeated: the pointer stops at the object holding it.
+        out.push(
+          isRepeatableName(key)
+            ? { pointer: `${base}/${pointerToken(key)}`, detail: 'is not a known field' }
+            : { pointer: base, detail: 'holds a field that is not in the contract (its name is not repeated)' },
+        );
+      }
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
       out.push({ pointer: base, detail: 'is required' });
     } else {

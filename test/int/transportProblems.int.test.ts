@@ -185,6 +185,41 @@ describe('query strings', () => {
     expect(list.body.data).toEqual([]);
   });
 
+  it('a token or secret sent as a parameter name is neither repeated nor logged, on routes with and without a query', async () => {
+    const token = await registry.token();
+    const whsec = `whsec_${randomBytes(24).toString('base64url')}`;
+    const strict = await registry.request<ProblemBody>('GET', `/v1/webhooks?limit=5&${token}`, { token });
+    const none = await registry.request<ProblemBody>('POST', `/v1/webhooks?${whsec}`, {
+      token,
+      body: VALID_REGISTRATION,
+      headers: { 'idempotency-key': randomUUID() },
+    });
+    const inBody = await registry.request<ProblemBody>('POST', '/v1/webhooks', {
+      token,
+      body: { ...VALID_REGISTRATION, [whsec]: true },
+      headers: { 'idempotency-key': randomUUID() },
+    });
+    for (const answer of [strict, none, inBody]) {
+      expect(answer.status).toBe(400);
+      expect(answer.text).not.toContain(token.slice(-20));
+      expect(answer.text).not.toContain(whsec);
+    }
+    expect(strict.body.errors?.map((e) => e.pointer)).toEqual(['/query']);
+    expect(none.body.errors).toEqual([{ pointer: '/query', detail: 'is not a known query parameter' }]);
+    expect(inBody.body.errors?.map((e) => e.pointer)).toEqual(['']);
+    const logged = registry.logs.join('\n');
+    expect(logged).not.toContain(token.slice(-20));
+    expect(logged).not.toContain(whsec);
+  });
+
+  it('probes, the API document, /docs and unknown paths are not API operations: their queries are left alone', async () => {
+    expect((await registry.request('GET', '/health/live?probe=1')).status).toBe(200);
+    expect((await registry.request('GET', '/openapi.json?v=1')).status).toBe(200);
+    expect((await registry.request('GET', '/metrics?name[]=x')).status).toBe(200);
+    expect((await registry.request('GET', '/docs?url=/openapi.json')).status).toBeLessThan(400);
+    expect((await registry.request('GET', '/nope?x=1')).status).toBe(404);
+  });
+
   it('an unknown parameter is refused on every kind of operation, a declared one is still accepted', async () => {
     const token = await registry.token();
     const created = await registry.request<{ id: string }>('POST', '/v1/webhooks', {
