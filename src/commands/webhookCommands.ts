@@ -271,7 +271,8 @@ export class WebhookCommands {
       try {
         const appended = await this.store.append(stream, chain(events, ctx, last.metadata.hash), last.revision);
         return {
-          result: { webhook: foldAll(recorded, events), revision: appended.nextRevision },
+          // The ETag counts changes (representationRevision), not stream revisions: a recorded no-op is no change.
+          result: { webhook: foldAll(recorded, events), revision: representationRevision(recorded) + events.length },
           replayed: false,
           position: appended.position,
         };

@@ -75,6 +75,28 @@ describe('Idempotency-Key records', () => {
     expect(guarded.headers.get('etag')).not.toBe(etag);
   });
 
+  it('after a recorded no-op, the ETag a dispatcher disable answers is the one GET gives and If-Match accepts', async () => {
+    const r = await start();
+    const token = await r.token();
+    const { id } = await register(r, VALID_REGISTRATION);
+    const noOp = await r.request('PATCH', `/v1/webhooks/${id}`, { token, body: { status: 'ACTIVE' }, headers: { 'idempotency-key': key() } });
+    expect(noOp.headers.get('etag')).toBe('"0"');
+    const disabled = await r.request('POST', `/internal/v1/webhooks/${id}/disable`, {
+      token: await r.token('dispatcher'),
+      body: { reason: 'endpoint answered 410 Gone' },
+    });
+    expect(disabled.status).toBe(200);
+    const got = await r.request('GET', `/v1/webhooks/${id}`, { token });
+    expect(disabled.headers.get('etag')).toBe(got.headers.get('etag'));
+    expect(got.headers.get('etag')).toBe('"1"');
+    const guarded = await r.request('PATCH', `/v1/webhooks/${id}`, {
+      token,
+      body: { status: 'ACTIVE' },
+      headers: { 'idempotency-key': key(), 'if-match': disabled.headers.get('etag')! },
+    });
+    expect(guarded.status).toBe(200);
+  });
+
   it('the no-op is in the audit trail, with who asked and no change', async () => {
     const r = await start();
     const { id } = await register(r, VALID_REGISTRATION);
