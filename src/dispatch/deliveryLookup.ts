@@ -7,8 +7,11 @@
 // requests that resolves with `dns.lookup` and refuses every non-public
 // address (the same ranges the registration policy refuses for literals).
 // Because the socket connects to what this function returns, there is no
-// window between the check and the connection.
+// window between the check and the connection. Node calls no lookup for a
+// host that is already an IP address, so `checkDeliveryUrl` covers those:
+// call it on every URL before connecting (a redirect target included).
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP } from 'node:net';
 import { checkIp } from '../domain/urlPolicy.ts';
 
 /** The error a refused address gives: `code` is `ERR_DELIVERY_ADDRESS_REFUSED`. */
@@ -58,4 +61,19 @@ export function deliveryLookup(options: DeliveryLookupOptions = {}) {
       return callback(null, first.address, first.family);
     });
   };
+}
+
+/**
+ * Throws DeliveryAddressRefusedError when `url`'s host is an IP literal
+ * outside the public ranges (`https://10.0.0.1/`, `https://[::ffff:127.0.0.1]/`):
+ * Node connects to those without calling any lookup. Host names pass here and
+ * are checked by `deliveryLookup` when the socket resolves them.
+ */
+export function checkDeliveryUrl(url: string | URL, options: Pick<DeliveryLookupOptions, 'allowInsecure'> = {}): void {
+  if (options.allowInsecure) return;
+  const hostname = (typeof url === 'string' ? new URL(url) : url).hostname;
+  const host = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  if (isIP(host) === 0) return;
+  const reason = checkIp(host);
+  if (reason !== undefined) throw new DeliveryAddressRefusedError(hostname, host, reason);
 }

@@ -4,8 +4,9 @@
 //
 // Before sending a signed payload, check where it goes: a webhook's host name
 // was judged by its text at registration, not by what it resolves to now.
-// Connect with `lookup: deliveryLookup()` (./deliveryLookup.ts), which refuses
-// internal addresses on the address the socket uses, and follow no redirects.
+// Call `checkDeliveryUrl(url)` and connect with `lookup: deliveryLookup()`
+// (./deliveryLookup.ts): together they refuse internal addresses, literal or
+// resolved, on the address the socket uses. Follow no redirects.
 import { createHmac } from 'node:crypto';
 import { secretKeyBytes } from '../domain/secret.ts';
 

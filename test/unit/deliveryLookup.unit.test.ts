@@ -5,7 +5,7 @@ import type { lookup as dnsLookup, LookupAddress, LookupOptions } from 'node:dns
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeliveryAddressRefusedError, deliveryLookup } from '../../src/dispatch/deliveryLookup.ts';
+import { checkDeliveryUrl, DeliveryAddressRefusedError, deliveryLookup } from '../../src/dispatch/deliveryLookup.ts';
 
 /** A resolver answering from a table, so no test resolves a real name. */
 function table(entries: Record<string, string[]>) {
@@ -59,6 +59,20 @@ describe('deliveryLookup', () => {
   it('passes resolver errors through', async () => {
     const { error } = await resolveWith(lookup, 'unknown.example.com');
     expect(error).toMatchObject({ code: 'ENOTFOUND' });
+  });
+
+  it.each(['https://127.0.0.1/x', 'https://[::ffff:127.0.0.1]/x', 'https://[::ffff:a00:1]/', 'https://169.254.169.254/latest', 'https://[fd00::1]/'])(
+    'checkDeliveryUrl refuses the IP literal in %s, which Node connects to without a lookup',
+    (url) => {
+      expect(() => checkDeliveryUrl(url)).toThrow(DeliveryAddressRefusedError);
+      expect(() => checkDeliveryUrl(url, { allowInsecure: true })).not.toThrow();
+    },
+  );
+
+  it('checkDeliveryUrl passes public literals and host names (those are the lookup\'s to judge)', () => {
+    expect(() => checkDeliveryUrl('https://93.184.215.14/hook')).not.toThrow();
+    expect(() => checkDeliveryUrl(new URL('https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/'))).not.toThrow();
+    expect(() => checkDeliveryUrl('https://localtest.me/')).not.toThrow();
   });
 
   describe('on a real request', () => {
