@@ -21,6 +21,34 @@ export class ReadYourWrites {
     private readonly head?: () => Promise<Position | undefined>,
   ) {}
 
+  private running: Promise<Position | undefined> | undefined;
+  private queued: Promise<Position | undefined> | undefined;
+
+  /**
+   * A head read that started after this call, shared by every caller waiting
+   * for one: concurrent lists cost at most two head queries in flight (the
+   * running one, which may have started too early for them, and the next).
+   */
+  private headAfterNow(): Promise<Position | undefined> {
+    const head = this.head!;
+    if (this.running === undefined) {
+      const query = head();
+      this.running = query;
+      const clear = (): void => {
+        if (this.running === query) this.running = undefined;
+      };
+      query.then(clear, clear);
+      return query;
+    }
+    this.queued ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.headAfterNow();
+      });
+    return this.queued;
+  }
+
   noteWrite(organizationId: string, position: Position): void {
     const known = this.pending.get(organizationId);
     if (known && comparePositions(known, position) >= 0) return;
@@ -33,7 +61,7 @@ export class ReadYourWrites {
 
   async settle(organizationId: string): Promise<void> {
     const own = this.pending.get(organizationId);
-    const head = this.head ? await this.head() : undefined;
+    const head = this.head ? await this.headAfterNow() : undefined;
     const position = own === undefined || (head !== undefined && comparePositions(head, own) > 0) ? head : own;
     if (position === undefined) return;
     if (!(await this.waitFor(position, this.timeoutMs))) {
