@@ -1,12 +1,14 @@
 // The browser the browser tests drive (through playwright-core): Debian's
 // Chromium. `npm test` must pass on a fresh machine that has only Node and
 // npm, so when no Chromium is found it is installed here — through apt, as
-// root (or passwordless sudo) — once per machine, whichever test file asks
-// first; concurrent test processes wait on a lock instead of racing apt.
+// root — once per machine, whichever test file asks first; concurrent test
+// processes wait on a lock instead of racing apt. (Not as another user: the
+// tests do not run sudo on a developer's machine; set CHROMIUM_PATH there.)
 // A machine where it can be neither found nor installed fails the browser
 // tests with the reason: they never skip.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -22,50 +24,56 @@ function found(): string | undefined {
 }
 
 const LOCK = path.join(tmpdir(), 'webhook-registry-chromium-install.lock');
-/** A lock older than this belongs to an install that died; apt itself gives up long before. */
-const STALE_LOCK_MS = 15 * 60_000;
+/** Each apt step's limit; a lock older than both steps together belongs to an install that died. */
+const STEP_TIMEOUT_MS = 10 * 60_000;
+const STALE_LOCK_MS = 2 * STEP_TIMEOUT_MS + 60_000;
 
-async function withInstallLock<T>(work: () => T): Promise<T> {
+function lockAge(): number {
+  try {
+    return Date.now() - statSync(LOCK).mtimeMs;
+  } catch {
+    return 0; // released meanwhile: try again
+  }
+}
+
+async function withInstallLock<T>(work: () => Promise<T>): Promise<T> {
   for (;;) {
     try {
       closeSync(openSync(LOCK, 'wx'));
       break;
-    } catch {
-      const age = existsSync(LOCK) ? Date.now() - statSync(LOCK).mtimeMs : 0;
-      if (age > STALE_LOCK_MS) rmSync(LOCK, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new Error(`cannot take the Chromium install lock ${LOCK}: ${(error as Error).message}`);
+      }
+      if (lockAge() > STALE_LOCK_MS) rmSync(LOCK, { force: true });
       else await new Promise((r) => setTimeout(r, 500));
     }
   }
   try {
-    return work();
+    return await work();
   } finally {
     rmSync(LOCK, { force: true });
   }
 }
 
-function run(command: string, args: string[]): void {
-  execFileSync(command, args, {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    timeout: 10 * 60_000,
-  });
-}
+const run = promisify(execFile);
 
-function install(): void {
-  const isRoot = process.getuid?.() === 0;
+async function install(): Promise<void> {
   const apt = ['/usr/bin/apt-get', '/bin/apt-get'].find((p) => existsSync(p));
-  if (!apt) throw new Error('no Chromium found and no apt-get to install it: set CHROMIUM_PATH to a Chromium binary');
-  const as = (args: string[]): [string, string[]] => (isRoot ? [apt, args] : ['sudo', ['-n', apt, ...args]]);
-  console.log('\n  No Chromium on this machine: installing Debian\'s chromium through apt (once; a minute or two)…\n');
-  try {
-    run(...as(['update', '-qq']));
-    run(...as(['install', '-y', '-qq', '--no-install-recommends', 'chromium']));
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString('utf8').trim() ?? String(error);
+  if (!apt || process.getuid?.() !== 0) {
     throw new Error(
-      `no Chromium found, and installing it failed (${isRoot ? 'as root' : 'through sudo -n'}): ${stderr.slice(-500)}\n` +
-        'Install it (apt-get install -y chromium) or set CHROMIUM_PATH.',
+      `no Chromium found, and it can only be installed here as root through apt (${apt ? 'not root' : 'no apt-get'}): ` +
+        'install it (apt-get install -y chromium) or set CHROMIUM_PATH to a Chromium binary',
     );
+  }
+  console.log("\n  No Chromium on this machine: installing Debian's chromium through apt (once; a minute or two)…\n");
+  const options = { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: STEP_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 };
+  try {
+    await run(apt, ['update', '-qq'], options);
+    await run(apt, ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], options);
+  } catch (error) {
+    const stderr = String((error as { stderr?: unknown }).stderr ?? error).trim();
+    throw new Error(`no Chromium found, and installing it through apt failed: ${stderr.slice(-500)}\nInstall it (apt-get install -y chromium) or set CHROMIUM_PATH.`);
   }
 }
 
@@ -73,11 +81,11 @@ function install(): void {
 export async function ensureChromium(): Promise<string> {
   const present = found();
   if (present) return present;
-  return withInstallLock(() => {
+  return withInstallLock(async () => {
     // Another test process may have installed it while this one waited.
     const now = found();
     if (now) return now;
-    install();
+    await install();
     const installed = found();
     if (!installed) throw new Error(`apt installed chromium, but none of ${candidates().join(', ')} exists`);
     return installed;
@@ -85,4 +93,4 @@ export async function ensureChromium(): Promise<string> {
 }
 
 /** How long a test hook may wait for ensureChromium on a machine that has to install it. */
-export const BROWSER_SETUP_TIMEOUT_MS = 12 * 60_000;
+export const BROWSER_SETUP_TIMEOUT_MS = 2 * STEP_TIMEOUT_MS + 2 * 60_000;
