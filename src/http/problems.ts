@@ -236,8 +236,11 @@ export function answerClientError(this: FastifyInstance, error: ConnectionError,
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (socket.writable && inFlight?.headersSent !== true) {
     // end() sends the answer before the FIN; the timer covers a peer that never reads it.
-    socket.end(rawProblemResponse(problem, requestId), () => socket.destroy());
-    setTimeout(() => socket.destroy(), 1000).unref();
+    const giveUp = setTimeout(() => socket.destroy(), 1000).unref();
+    socket.end(rawProblemResponse(problem, requestId), () => {
+      clearTimeout(giveUp);
+      socket.destroy();
+    });
   } else {
     socket.destroy();
   }
