@@ -20,6 +20,15 @@ export interface LoadResult {
   readonly foreignCpuPercent: number;
   /** Where the server under load spent CPU during the measured window (when its pid was given). */
   readonly server?: ServerCpu;
+  /** CPU of other groups of processes during the measured window (`LoadSpec.cpuGroups`). */
+  readonly groups?: Record<string, GroupCpu>;
+}
+
+export interface GroupCpu {
+  /** CPU time of the group as a share of one core over the window (200 % = both cores of a 2-core machine). */
+  readonly percentOfCore: number;
+  /** CPU time of the group per successful answer, µs. */
+  readonly microsPerRequest: number;
 }
 
 export interface ServerCpu {
@@ -36,48 +45,82 @@ const TICKS_PER_SECOND = 100;
 
 export interface LoadSpec {
   readonly title: string;
-  readonly url: string;
+  /** One server, or several: autocannon then spreads the connections over them in turn. */
+  readonly url: string | readonly string[];
   readonly connections: number;
   readonly seconds: number;
   readonly warmupSeconds: number;
   readonly requests: () => autocannon.Request[];
-  /** Processes of ours (for the foreign-CPU estimate). */
-  readonly pids: readonly number[];
+  /** Processes of ours (for the foreign-CPU estimate); a function is asked at the start and the end of the window. */
+  readonly pids: readonly number[] | (() => readonly number[]);
   /** Called between warm-up and measurement (e.g. to start a probe). */
   readonly beforeMeasure?: () => Promise<void>;
-  /** The server under load, for its CPU split (main thread vs the others). */
-  readonly serverPid?: number;
+  /** The server under load, for its CPU split (main thread vs the others); several are summed. */
+  readonly serverPid?: number | readonly number[];
+  /** Other processes whose CPU is reported per answer (e.g. the database server, a projector process). */
+  readonly cpuGroups?: Record<string, () => readonly number[]>;
+}
+
+/** CPU ticks of each process now. */
+function ticksByPid(pids: readonly number[]): Map<number, number> {
+  return new Map(pids.map((pid) => [pid, cpuTicksOf(pid)]));
+}
+
+/** Ticks used between two samples, over every process seen in either (one that started in between counts from 0). */
+function ticksBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ticks] of after) total += ticks - (before.get(pid) ?? 0);
+  return total;
 }
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  // autocannon takes an array of URLs too (connections go to them in turn); its types only say string.
+  const url = spec.url as string;
   if (spec.warmupSeconds > 0) {
-    await autocannon({ url: spec.url, connections: spec.connections, duration: spec.warmupSeconds, requests: spec.requests() });
+    await autocannon({ url, connections: spec.connections, duration: spec.warmupSeconds, requests: spec.requests() });
   }
   await spec.beforeMeasure?.();
-  const ours = () => spec.pids.reduce((sum, pid) => sum + cpuTicksOf(pid), cpuTicksOf(process.pid));
+  const ourPids = (): number[] => [process.pid, ...(typeof spec.pids === 'function' ? spec.pids() : spec.pids)];
+  const serverPids = spec.serverPid === undefined ? [] : typeof spec.serverPid === 'number' ? [spec.serverPid] : [...spec.serverPid];
+  const groups = Object.entries(spec.cpuGroups ?? {});
   const machineBefore = machineTicks();
-  const oursBefore = ours();
-  const serverBefore = spec.serverPid === undefined ? undefined : threadTicksOf(spec.serverPid);
+  const oursBefore = ticksByPid(ourPids());
+  const groupsBefore = groups.map(([, pids]) => ticksByPid(pids()));
+  const serverBefore = serverPids.map((pid) => threadTicksOf(pid));
   const result = await autocannon({
-    url: spec.url,
+    url,
     connections: spec.connections,
     duration: spec.seconds,
     requests: spec.requests(),
     timeout: 10,
   });
   const machineAfter = machineTicks();
-  const foreign = machineAfter.busy - machineBefore.busy - (ours() - oursBefore);
+  const foreign = machineAfter.busy - machineBefore.busy - ticksBetween(oursBefore, ticksByPid(ourPids()));
+  const answers = Math.max(1, result['2xx']);
   let server: ServerCpu | undefined;
-  if (spec.serverPid !== undefined && serverBefore !== undefined) {
-    const after = threadTicksOf(spec.serverPid);
-    const main = (after.main - serverBefore.main) / TICKS_PER_SECOND;
-    const other = (after.all - serverBefore.all) / TICKS_PER_SECOND - main;
-    const answers = Math.max(1, result['2xx']);
+  if (serverPids.length > 0) {
+    let main = 0;
+    let all = 0;
+    serverPids.forEach((pid, i) => {
+      const after = threadTicksOf(pid);
+      main += (after.main - serverBefore[i]!.main) / TICKS_PER_SECOND;
+      all += (after.all - serverBefore[i]!.all) / TICKS_PER_SECOND;
+    });
+    const other = all - main;
     server = {
-      mainBusyPercent: (100 * main) / result.duration,
+      // Several servers: the mean over them.
+      mainBusyPercent: (100 * main) / result.duration / serverPids.length,
       mainMicrosPerRequest: (1e6 * main) / answers,
       otherMicrosPerRequest: (1e6 * Math.max(0, other)) / answers,
     };
+  }
+  let groupCpu: Record<string, GroupCpu> | undefined;
+  if (groups.length > 0) {
+    groupCpu = {};
+    groups.forEach(([name, pids], i) => {
+      const seconds = ticksBetween(groupsBefore[i]!, ticksByPid(pids())) / TICKS_PER_SECOND;
+      groupCpu![name] = { percentOfCore: (100 * seconds) / result.duration, microsPerRequest: (1e6 * seconds) / answers };
+    });
   }
   const statusCodes: Record<string, number> = {};
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = stat.count ?? 0;
@@ -93,6 +136,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     seconds: result.duration,
     foreignCpuPercent: Math.max(0, (100 * foreign) / Math.max(1, machineAfter.total - machineBefore.total)),
     ...(server ? { server } : {}),
+    ...(groupCpu ? { groups: groupCpu } : {}),
   };
 }
 

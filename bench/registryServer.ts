@@ -7,16 +7,23 @@
 // events to the log) and the read model's applyBatch (when the projector's
 // transaction with them has committed, i.e. they are visible to readers).
 // A second probe times the dispatch query and secret decryption per lookup.
+//
+// With PROJECTOR=off (several API processes and a projector process, see
+// bench/projectorServer.ts) nothing is applied here: `appends-stop` hands the
+// recorded append times to the parent, which matches them with the projector's.
 import { loadConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
-import type { AppendResult, EventStore, ExpectedRevision, NewEvent, RecordedEvent } from '../src/stores/eventStore.ts';
+import { encodePosition, type AppendResult, type EventStore, type ExpectedRevision, type NewEvent, type RecordedEvent } from '../src/stores/eventStore.ts';
 import type { ReadModel } from '../src/stores/readModel.ts';
 
 const config = loadConfig(process.env);
 const server = await startServer(config);
 
-/** Log position → when append() was called for it (ms, monotonic). */
-const appendedAt = new Map<number, number>();
+/**
+ * Log position (encoded: on PostgreSQL the events of one group commit share
+ * their `commit` part) → when append() was called for it (ms, monotonic).
+ */
+const appendedAt = new Map<string, number>();
 let recording = false;
 let fromAppend: number[] = [];
 let fromOccurred: number[] = [];
@@ -36,7 +43,7 @@ store.append = (streamId: string, events: readonly NewEvent[], expected: Expecte
     result.then(
       (r) => {
         if (appendedAt.size > 1_000_000) appendedAt.clear();
-        appendedAt.set(Number(r.position.commit), started);
+        appendedAt.set(encodePosition(r.position), started);
       },
       () => undefined,
     );
@@ -56,7 +63,7 @@ readModel.applyBatch = async (events: readonly RecordedEvent[], expected: string
   appliedBatches += 1;
   const wall = Date.now();
   for (const e of events) {
-    const position = Number(e.position.commit);
+    const position = encodePosition(e.position);
     const started = appendedAt.get(position);
     if (started === undefined) unmatched += 1;
     else {
@@ -119,6 +126,15 @@ process.on('message', (message: { type: string }) => {
         unmatched,
         projector: { events: appliedEvents, batches: appliedBatches, seconds: applySeconds },
       });
+      break;
+    case 'appends-stop':
+      // Wall-clock milliseconds (timeOrigin + monotonic), comparable with the projector process's.
+      recording = false;
+      process.send?.({
+        type: 'appends',
+        entries: [...appendedAt].map(([position, started]) => [position, performance.timeOrigin + started]),
+      });
+      appendedAt.clear();
       break;
     case 'probe-start':
       probing = true;

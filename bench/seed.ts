@@ -2,6 +2,7 @@
 // (same events, metadata, hash chain and encrypted secrets as over HTTP),
 // many at once so the event store group-commits them. The read model is not
 // touched here: the bench rebuilds it from the log afterwards (figure 4).
+// On PostgreSQL the appends are durable as usual (one WAL flush per group commit).
 import { canonicalRequest } from '../src/commands/idempotency.ts';
 import { loadConfig } from '../src/config.ts';
 import { closeCore, openCore } from '../src/runtime.ts';
@@ -17,11 +18,13 @@ export interface SeedOptions {
   /** Registrations in flight together (one group commit each). */
   readonly concurrency?: number;
   readonly onProgress?: (done: number) => void;
+  /** More settings for the stores (e.g. POSTGRES_URL); default: SQLite files in dataDir. */
+  readonly env?: Record<string, string>;
 }
 
 export async function seedRegistrations(options: SeedOptions): Promise<{ seconds: number }> {
   const started = process.hrtime.bigint();
-  const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: options.dataDir, LOG_LEVEL: 'silent' });
+  const config = loadConfig({ ...options.env, NODE_ENV: 'test', DATA_DIR: options.dataDir, LOG_LEVEL: 'silent' });
   const core = await openCore(config);
   try {
     if (core.store instanceof SqliteEventStore) {
