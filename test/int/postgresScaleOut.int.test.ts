@@ -12,7 +12,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { nextView } from '../../src/projections/webhookView.ts';
@@ -23,6 +22,7 @@ import { REPO_ROOT } from '../support/cli.ts';
 import { startOAuthServer, type OAuthServer } from '../support/oauthServer.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { DEFAULT_CLIENTS, PARTNER_A, registryEnv, tempDataDir, VALID_REGISTRATION } from '../support/registry.ts';
+import { freePort } from '../support/ports.ts';
 
 const START_DEADLINE_MS = 30_000;
 const TOTAL = 240;
@@ -47,17 +47,6 @@ interface Registered {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 describe('three API processes and a projector process on one PostgreSQL', () => {
   let database: TestDatabase;

@@ -9,11 +9,12 @@ import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOAuthServer, type OAuthServer } from '../support/oauthServer.ts';
 import { DEFAULT_CLIENTS, registryEnv, startRegistry, tempDataDir, VALID_REGISTRATION, SQLITE_ENGINES } from '../support/registry.ts';
+import { freePort } from '../support/ports.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const WORKERS = 8;
@@ -21,17 +22,6 @@ const WORKERS = 8;
 const ACKED_BEFORE_SIGNAL = 60;
 /** Upper bound on requests, whatever happens. */
 const MAX_REQUESTS = 3000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 interface Outcome {
   readonly requestId: string;

