@@ -7,6 +7,7 @@
 //   difference to write when they did change.
 import { effectivePartnerIds, type EncryptedSecret, type PreviousSecret, type WebhookStatus } from '../domain/webhook.ts';
 import type { WebhookView } from '../projections/webhookView.ts';
+import type { IdempotencyKeyEntry } from './readModel.ts';
 import { patternsMatching } from '../domain/eventTypes.ts';
 
 /** A previous signing secret as a row of text: key id, iv, ciphertext, expiry (RFC 3339). */
@@ -91,6 +92,25 @@ export function previousSecretRows(secrets: readonly PreviousSecret[]): Previous
 
 export function previousSecretsOfRows(rows: readonly PreviousSecretRow[]): PreviousSecret[] {
   return rows.map(([keyId, iv, ciphertext, expiresAt]) => ({ secret: { keyId, iv, ciphertext }, expiresAt }));
+}
+
+/** A row of the idempotency-key index, as every engine with a compact layout stores it. */
+export interface KeyRow {
+  readonly organization_id: string;
+  readonly key_hash: string;
+  readonly webhook_id: string;
+  readonly fingerprint: string;
+  readonly first_used_at: string;
+}
+
+export function keyEntryOfRow(row: KeyRow): IdempotencyKeyEntry {
+  return {
+    organizationId: row.organization_id,
+    keyHash: row.key_hash,
+    webhookId: row.webhook_id,
+    fingerprint: row.fingerprint,
+    firstUsedAt: row.first_used_at,
+  };
 }
 
 // ---- index rows ----------------------------------------------------------------------

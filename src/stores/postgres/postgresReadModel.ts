@@ -35,12 +35,14 @@ import {
   dispatchKeys,
   eventFilterPatterns,
   indexChanges,
+  keyEntryOfRow,
   patternKeyOf,
   patternKeys,
   previousSecretsOfRows,
   secretOfRow,
   viewOfRow,
   webhookRow,
+  type KeyRow,
   type PreviousSecretRow,
   type WebhookRow,
 } from '../webhookRows.ts';
@@ -153,14 +155,6 @@ interface DispatchRow {
   secret_iv: string;
   secret_ciphertext: string;
   previous_secrets: PreviousSecretRow[];
-}
-
-interface KeyRow {
-  organization_id: string;
-  key_hash: string;
-  webhook_id: string;
-  fingerprint: string;
-  first_used_at: string;
 }
 
 /** The statements over one schema (the live one, or the one a rebuild fills). */
@@ -354,15 +348,7 @@ class ViewTables {
 
   async findKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null> {
     const row = (await this.query<KeyRow>('findIdempotencyKey', this.sql.findKey, [organizationId, keyHash])).rows[0];
-    return row
-      ? {
-          organizationId: row.organization_id,
-          keyHash: row.key_hash,
-          webhookId: row.webhook_id,
-          fingerprint: row.fingerprint,
-          firstUsedAt: row.first_used_at,
-        }
-      : null;
+    return row ? keyEntryOfRow(row) : null;
   }
 
   /** Every webhook ordered by id, a page at a time (no transaction held open between pages). */

@@ -18,7 +18,7 @@ import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, upgradeStoredView, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
 import type { EncryptedSecret, PreviousSecret } from '../../domain/webhook.ts';
-import { dispatchable, eventFilterPatterns, sameDispatch, samePatterns } from '../webhookRows.ts';
+import { dispatchable, eventFilterPatterns, keyEntryOfRow, sameDispatch, samePatterns, type KeyRow } from '../webhookRows.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
@@ -190,14 +190,6 @@ function columnExists(db: Database.Database, table: string, column: string): boo
 
 function tableExists(db: Database.Database, name: string): boolean {
   return db.prepare('SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?').get('table', name) !== undefined;
-}
-
-interface KeyRow {
-  organization_id: string;
-  key_hash: string;
-  webhook_id: string;
-  fingerprint: string;
-  first_used_at: string;
 }
 
 /** Statements over one table set (the live one, or the one a rebuild fills). */
@@ -405,15 +397,7 @@ class ViewTables {
 
   findKey(organizationId: string, keyHash: string): IdempotencyKeyEntry | null {
     const row = this.s.findKey.get(organizationId, keyHash);
-    return row
-      ? {
-          organizationId: row.organization_id,
-          keyHash: row.key_hash,
-          webhookId: row.webhook_id,
-          fingerprint: row.fingerprint,
-          firstUsedAt: row.first_used_at,
-        }
-      : null;
+    return row ? keyEntryOfRow(row) : null;
   }
 
   *all(): Generator<WebhookView> {
