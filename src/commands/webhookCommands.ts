@@ -2,7 +2,6 @@
 // Idempotency-Key against the log, decide, and append with the expected
 // revision. A concurrent writer makes the append conflict; the handler then
 // reloads and decides again, so the answer is always derived from the log.
-import { randomBytes } from 'node:crypto';
 import { eventHash } from '../domain/hashChain.ts';
 import { secretFromBytes } from '../domain/secret.ts';
 import {
@@ -21,6 +20,7 @@ import {
   PreconditionFailedError,
   ServiceUnavailableError,
 } from '../errors.ts';
+import { pooledRandomBytes } from '../crypto/randomPool.ts';
 import type { SecretBox } from '../crypto/secretBox.ts';
 import {
   StreamConflictError,
@@ -126,7 +126,7 @@ export class WebhookCommands {
     const used = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
     if (used !== null && used.webhookId !== webhookId) throw keyReused();
 
-    const secret = input.secret ?? secretFromBytes(randomBytes(32));
+    const secret = input.secret ?? secretFromBytes(pooledRandomBytes(32));
     const context = { webhookId, organizationId: ctx.organizationId };
     const command: WebhookCommand = {
       type: 'RegisterWebhook',
@@ -218,7 +218,7 @@ export class WebhookCommands {
       command: (webhook) => ({
         type: 'RotateWebhookSecret',
         data: {
-          secret: this.secrets.encrypt(input.secret ?? secretFromBytes(randomBytes(32)), {
+          secret: this.secrets.encrypt(input.secret ?? secretFromBytes(pooledRandomBytes(32)), {
             webhookId: webhook.id,
             organizationId: webhook.organizationId,
           }),

@@ -1,9 +1,10 @@
 // Signing secrets at rest: AES-256-GCM with a key id beside each ciphertext
 // (so keys can rotate) and the webhook id and organization as associated
 // data (so a ciphertext copied onto another webhook does not decrypt).
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import type { EncryptionKey } from '../config.ts';
 import type { EncryptedSecret } from '../domain/webhook.ts';
+import { pooledRandomBytes } from './randomPool.ts';
 
 const TAG_BYTES = 16;
 /**
@@ -27,7 +28,7 @@ export class SecretBox {
   }
 
   encrypt(secret: string, context: { webhookId: string; organizationId: string }): EncryptedSecret {
-    const iv = randomBytes(12);
+    const iv = pooledRandomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.current.key, iv);
     cipher.setAAD(associatedData(context));
     const body = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final(), cipher.getAuthTag()]);
