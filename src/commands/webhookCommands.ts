@@ -120,9 +120,10 @@ export class WebhookCommands {
     const webhookId = webhookIdFor(ctx.organizationId, ctx.idempotencyKey);
     const keyHash = idempotencyKeyHash(ctx.organizationId, ctx.idempotencyKey);
     const stream = webhookStreamName(webhookId);
-    // The stream first: a retry (the common reuse) is answered without the key index.
-    const existing = await this.store.readStream(stream);
-    if (existing.length > 0) return this.replayRegistration(ctx, existing);
+    // No read of the stream first: the append below expects 'no_stream', and
+    // the writer checks that inside its transaction anyway, so a new
+    // registration (the common case) costs one look-up, not two. A retry
+    // under the same key conflicts there and is answered from the log.
     const used = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
     if (used !== null && used.webhookId !== webhookId) throw keyReused();
 
@@ -156,7 +157,7 @@ export class WebhookCommands {
         release();
         throw error;
       }
-      // Someone registered with this key at the same moment: answer from their event.
+      // The stream exists: a retry, or a registration with this key at the same moment. Answer from its event.
       return this.replayRegistration(ctx, await this.store.readStream(stream));
     }
   }
