@@ -308,8 +308,14 @@ function undecodableEvents(db: Database.Database): BrokenChain[] {
 }
 
 function undecodableViews(db: Database.Database): ReadModelMismatch[] {
-  const rows = db.prepare<[], { id: string; doc: string }>('SELECT id, doc FROM webhooks ORDER BY id').all();
-  return rows
-    .filter((r) => !decodes(r.doc))
-    .map((r) => ({ webhookId: r.id, problem: 'unreadable' as const, fields: [], readModelRevision: null, logRevision: null }));
+  // The JSON columns of the typed view rows (arrays); the other columns are plain values.
+  const rows = db
+    .prepare<[], { id: string }>(
+      `SELECT id FROM webhooks
+       WHERE NOT (json_valid(events) AND json_valid(authorized_partner_ids)
+         AND (partner_ids IS NULL OR json_valid(partner_ids)) AND (previous_secrets IS NULL OR json_valid(previous_secrets)))
+       ORDER BY id`,
+    )
+    .all();
+  return rows.map((r) => ({ webhookId: r.id, problem: 'unreadable' as const, fields: [], readModelRevision: null, logRevision: null }));
 }

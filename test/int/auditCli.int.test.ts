@@ -277,7 +277,7 @@ describe('audit verify on a tampered data folder', () => {
   }
 
   function alterRow(db: Database.Database, id: string): void {
-    const info = db.prepare("UPDATE webhooks SET doc = json_set(doc, '$.url', 'https://evil.example.com/rm') WHERE id = ?").run(id);
+    const info = db.prepare("UPDATE webhooks SET url = 'https://evil.example.com/rm' WHERE id = ?").run(id);
     expect(info.changes).toBe(1);
   }
 
@@ -408,6 +408,19 @@ describe('audit verify on a tampered data folder', () => {
       { streamId: stream(ids.garbled), revision: 2, problem: 'unreadable', detail: expect.any(String) as string },
     ]);
     expect(report.otherProblems).toEqual([expect.stringContaining('the event log cannot be read')]);
+  });
+
+  it('names a read-model row that cannot even be decoded', async () => {
+    const { code, report } = await verify(
+      damagedCopy(({ readModel }) => {
+        expect(readModel.prepare("UPDATE webhooks SET events = '[not json' WHERE id = ?").run(ids.rowAltered).changes).toBe(1);
+      }),
+    );
+    expect(code).toBe(1);
+    expect(report.readModelMismatches).toEqual([
+      { webhookId: ids.rowAltered, problem: 'unreadable', fields: [], readModelRevision: null, logRevision: null },
+    ]);
+    expect(report.otherProblems).toEqual([expect.stringContaining('the read model cannot be read')]);
   });
 });
 

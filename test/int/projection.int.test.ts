@@ -224,17 +224,56 @@ describe('applying events twice changes nothing', () => {
     expect(await snapshot(model, log)).toEqual(reference);
   });
 
+  /**
+   * Turns today's layout into the one before it: each view a JSON document
+   * beside the listing columns (a rowid table), pattern rows keyed by webhook
+   * id, and dispatch rows keyed by webhook id carrying url, events and secrets.
+   */
+  const DOCUMENT_LAYOUT = `
+    CREATE TABLE webhooks_doc (id TEXT NOT NULL UNIQUE, organization_id TEXT NOT NULL, created_at TEXT NOT NULL,
+      status TEXT NOT NULL, deleted INTEGER NOT NULL, revision INTEGER NOT NULL, doc TEXT NOT NULL);
+    INSERT INTO webhooks_doc
+      SELECT id, organization_id, created_at, status, deleted, revision, json_object(
+        'id', id, 'organizationId', organization_id, 'url', url, 'events', json(events),
+        'partnerIds', json(coalesce(partner_ids, 'null')), 'authorizedPartnerIds', json(authorized_partner_ids),
+        'status', status, 'disabledReason', disabled_reason,
+        'secret', json_object('keyId', secret_key_id, 'iv', secret_iv, 'ciphertext', secret_ciphertext),
+        'previousSecrets', (SELECT json_group_array(json_object(
+            'secret', json_object('keyId', p.value ->> 0, 'iv', p.value ->> 1, 'ciphertext', p.value ->> 2),
+            'expiresAt', p.value ->> 3)) FROM json_each(coalesce(previous_secrets, '[]')) p),
+        'createdAt', created_at, 'updatedAt', updated_at, 'revision', revision, 'position', position,
+        'deleted', json(CASE deleted WHEN 1 THEN 'true' ELSE 'false' END),
+        'effectivePartnerIds', json(coalesce(partner_ids, authorized_partner_ids)))
+      FROM webhooks ORDER BY seq;
+    DROP TABLE webhooks;
+    ALTER TABLE webhooks_doc RENAME TO webhooks;
+    CREATE INDEX webhooks_by_org_0 ON webhooks (organization_id, created_at, id) WHERE deleted = 0;
+    DROP TABLE webhook_patterns;
+    CREATE TABLE webhook_patterns (pattern TEXT NOT NULL, webhook_id TEXT NOT NULL, PRIMARY KEY (pattern, webhook_id)) WITHOUT ROWID;
+    INSERT INTO webhook_patterns SELECT e.value, w.id FROM webhooks w, json_each(w.doc, '$.events') e WHERE w.deleted = 0;
+    DROP TABLE webhook_dispatch;
+    CREATE TABLE webhook_dispatch (partner_id TEXT NOT NULL, pattern TEXT NOT NULL, webhook_id TEXT NOT NULL,
+      organization_id TEXT NOT NULL, url TEXT NOT NULL, events TEXT NOT NULL, secret TEXT NOT NULL, previous_secrets TEXT,
+      PRIMARY KEY (partner_id, pattern, webhook_id)) WITHOUT ROWID;
+    INSERT INTO webhook_dispatch
+      SELECT p.value, e.value, w.id, w.organization_id, w.doc ->> '$.url', json(w.doc -> '$.events'), json(w.doc -> '$.secret'),
+        CASE WHEN json_array_length(w.doc, '$.previousSecrets') > 0 THEN json(w.doc -> '$.previousSecrets') END
+      FROM webhooks w, json_each(w.doc, '$.effectivePartnerIds') p, json_each(w.doc, '$.events') e
+      WHERE w.deleted = 0 AND w.status = 'ACTIVE';`;
+
   it.each([
     ['without a dispatch index', 'DROP TABLE webhook_dispatch'],
     [
-      'with the dispatch index of ids only',
+      'with the dispatch index of webhook ids only',
       `DROP TABLE webhook_dispatch;
        CREATE TABLE webhook_dispatch (partner_id TEXT NOT NULL, pattern TEXT NOT NULL, webhook_id TEXT NOT NULL,
          PRIMARY KEY (partner_id, pattern, webhook_id)) WITHOUT ROWID;`,
     ],
+    ['with views as JSON documents and index rows carrying their targets', DOCUMENT_LAYOUT],
     [
       'with one previous secret per webhook, before the list of previous secrets',
-      `UPDATE webhooks SET doc = json_remove(json_set(doc,
+      `${DOCUMENT_LAYOUT}
+       UPDATE webhooks SET doc = json_remove(json_set(doc,
            '$.previousSecret', json(json_extract(doc, '$.previousSecrets[0].secret')),
            '$.previousSecretExpiresAt', json_extract(doc, '$.previousSecrets[0].expiresAt')), '$.previousSecrets');
        DROP TABLE webhook_dispatch;
@@ -256,7 +295,7 @@ describe('applying events twice changes nothing', () => {
     await model.close();
     const raw = new Database(file);
     raw.exec(downgrade);
-    if (downgrade.includes('$.previousSecret')) {
+    if (downgrade.includes('$.previousSecretExpiresAt')) {
       // The scenario's rotations leave previous secrets in the old shape for the migration to carry over.
       const legacy = raw.prepare("SELECT count(*) AS n FROM webhooks WHERE json_type(doc, '$.previousSecret') = 'object'").get();
       expect(legacy).not.toEqual({ n: 0 });

@@ -1,8 +1,12 @@
-// The embedded read model: a SQLite file beside the log. Rows hold each
-// webhook's view as JSON plus the columns that listing filters on; patterns
-// are exploded into their own table (for listing by event), and every
-// (partner, pattern) an ACTIVE webhook must receive is a row of the dispatch
-// index, so a dispatch lookup is one index range per matching pattern — its
+// The embedded read model: a SQLite file beside the log, in a compact layout.
+// A webhook is one row of typed columns (arrays as small JSON texts, no JSON
+// document), keyed by `seq`, an integer given in insertion order. The index
+// rows are small and keyed by that integer: one per subscribed pattern (for
+// listing by event) and one per (partner, pattern) an ACTIVE webhook must
+// receive (the dispatch index). New rows therefore land at the end of their
+// b-tree range instead of at a random place, so a batch of registrations
+// dirties a few pages instead of several per event, and a dispatch lookup is
+// one index range per matching pattern plus one row fetch per target — its
 // cost follows the number of targets, not the number of webhooks.
 // It is rebuildable from the log at any time, so it runs with synchronous=NORMAL.
 //
@@ -17,8 +21,19 @@ import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, upgradeStoredView, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
-import type { EncryptedSecret, PreviousSecret } from '../../domain/webhook.ts';
-import { dispatchable, eventFilterPatterns, keyEntryOfRow, sameDispatch, samePatterns, type KeyRow } from '../webhookRows.ts';
+import type { WebhookStatus } from '../../domain/webhook.ts';
+import {
+  dispatchable,
+  eventFilterPatterns,
+  keyEntryOfRow,
+  previousSecretRows,
+  previousSecretsOfRows,
+  samePatterns,
+  sameStrings,
+  type KeyRow,
+  type PreviousSecretRow,
+} from '../webhookRows.ts';
+import { effectivePartnerIds } from '../../domain/webhook.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
@@ -49,9 +64,9 @@ type TableName = (typeof TABLES)[number];
 const LEGACY_TABLES = ['webhook_partners'] as const;
 /** Primary-key columns, the order a rebuild copies each table in. */
 const PRIMARY_KEYS: Record<TableName, readonly string[]> = {
-  webhooks: ['id'],
-  webhook_patterns: ['pattern', 'webhook_id'],
-  webhook_dispatch: ['partner_id', 'pattern', 'webhook_id'],
+  webhooks: ['seq'],
+  webhook_patterns: ['pattern', 'seq'],
+  webhook_dispatch: ['partner_id', 'pattern', 'seq'],
   idempotency_keys: ['organization_id', 'key_hash'],
   checkpoint: ['id'],
 };
@@ -59,42 +74,78 @@ const PRIMARY_KEYS: Record<TableName, readonly string[]> = {
 const COPY_CHUNK = 50_000;
 /** Page cache of a rebuild's staging database, KiB: a 100 000-event log is staged without touching the disk. */
 const STAGE_CACHE_KIB = 256 * 1024;
+/** Rows per read when an older layout is converted on open. */
+const MIGRATE_CHUNK = 10_000;
 
 function tableName(set: TableSet, name: string): string {
   return `${set.schema}.${name}${set.suffix}`;
 }
+
+/** The `webhooks` columns after `seq`, in the order statements bind and read them. */
+const VIEW_COLUMNS = [
+  'id',
+  'organization_id',
+  'url',
+  'events', // JSON array
+  'partner_ids', // JSON array; NULL: every partner the organization was authorized for
+  'authorized_partner_ids', // JSON array
+  'status',
+  'disabled_reason',
+  'secret_key_id',
+  'secret_iv',
+  'secret_ciphertext',
+  'previous_secrets', // JSON [[keyId, iv, ciphertext, expiresAt], …], newest first; NULL when none
+  'created_at',
+  'updated_at',
+  'revision',
+  'position',
+  'deleted',
+] as const;
+const VIEW_COLUMN_LIST = VIEW_COLUMNS.join(', ');
 
 /**
  * A new, empty table set: `live` with every index and the checkpoint row;
  * `stage` (what a rebuild applies events to) without the listing index, which
  * only readers of the live set use; `copy` bare, for a rebuild to copy its
  * staged rows into before indexing them.
- * Every index costs each registration a random page write, so there are few:
- * a webhook's pattern and dispatch rows are deleted by their full keys (from
- * the previous view), not through an index by webhook.
+ * Every index costs each registration a page write, so there are few: a
+ * webhook's pattern and dispatch rows are deleted by their full keys (from the
+ * previous view and its `seq`), not through an index by webhook.
  */
 function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 'stage' | 'copy' = 'live'): void {
   const t = (name: TableName): string => tableName(set, name);
   db.exec(`
-    -- A rowid table: the JSON view is ~1 KB, and a WITHOUT ROWID b-tree keyed
-    -- by random UUIDs moves whole rows on every page split (3× the cost per write).
     CREATE TABLE ${t('webhooks')} (
-      id              TEXT NOT NULL UNIQUE,
-      organization_id TEXT NOT NULL,
-      created_at      TEXT NOT NULL,
-      status          TEXT NOT NULL,
-      deleted         INTEGER NOT NULL,
-      revision        INTEGER NOT NULL,
-      doc             TEXT NOT NULL
+      seq                    INTEGER PRIMARY KEY,
+      id                     TEXT NOT NULL UNIQUE,
+      organization_id        TEXT NOT NULL,
+      url                    TEXT NOT NULL,
+      events                 TEXT NOT NULL,
+      partner_ids            TEXT,
+      authorized_partner_ids TEXT NOT NULL,
+      status                 TEXT NOT NULL,
+      disabled_reason        TEXT,
+      secret_key_id          TEXT NOT NULL,
+      secret_iv              TEXT NOT NULL,
+      secret_ciphertext      TEXT NOT NULL,
+      previous_secrets       TEXT,
+      created_at             TEXT NOT NULL,
+      updated_at             TEXT NOT NULL,
+      revision               INTEGER NOT NULL,
+      position               TEXT NOT NULL,
+      deleted                INTEGER NOT NULL
     );
     CREATE TABLE ${t('webhook_patterns')} (
-      pattern    TEXT NOT NULL,
-      webhook_id TEXT NOT NULL,
-      PRIMARY KEY (pattern, webhook_id)
+      pattern TEXT NOT NULL,
+      seq     INTEGER NOT NULL,
+      PRIMARY KEY (pattern, seq)
     ) WITHOUT ROWID;
-    -- Each row carries what a dispatcher needs of its webhook, so a lookup is
-    -- one range of this b-tree and never visits the (large) views.
-    CREATE TABLE ${t('webhook_dispatch')} (${DISPATCH_COLUMNS}) WITHOUT ROWID;
+    CREATE TABLE ${t('webhook_dispatch')} (
+      partner_id TEXT NOT NULL,
+      pattern    TEXT NOT NULL,
+      seq        INTEGER NOT NULL,
+      PRIMARY KEY (partner_id, pattern, seq)
+    ) WITHOUT ROWID;
     CREATE TABLE ${t('idempotency_keys')} (
       organization_id TEXT NOT NULL,
       key_hash        TEXT NOT NULL,
@@ -126,70 +177,138 @@ function dropTables(db: Database.Database, set: TableSet): void {
   for (const t of [...TABLES, ...LEGACY_TABLES]) db.exec(`DROP TABLE IF EXISTS ${tableName(set, t)}`);
 }
 
-/** Indexes of earlier versions of this schema that nothing reads any more (they only cost writes). */
-function dropLegacyIndexes(db: Database.Database): void {
-  const legacy = db
-    .prepare<[], { name: string }>(
-      "SELECT name FROM main.sqlite_master WHERE type = 'index' AND name LIKE 'webhook\\_patterns\\_by\\_webhook\\_%' ESCAPE '\\'",
-    )
-    .all();
-  for (const { name } of legacy) db.exec(`DROP INDEX main."${name}"`);
-}
-
-const DISPATCH_COLUMNS = `
-      partner_id                 TEXT NOT NULL,
-      pattern                    TEXT NOT NULL,
-      webhook_id                 TEXT NOT NULL,
-      organization_id            TEXT NOT NULL,
-      url                        TEXT NOT NULL,
-      events                     TEXT NOT NULL, -- JSON array
-      secret                     TEXT NOT NULL, -- JSON of the encrypted secret
-      previous_secrets           TEXT,          -- JSON [{secret, expiresAt}], newest first; NULL when none
-      PRIMARY KEY (partner_id, pattern, webhook_id)`;
-
-const DISPATCH_COLUMN_NAMES = 'partner_id, pattern, webhook_id, organization_id, url, events, secret, previous_secrets';
-
-/**
- * Read models written before the dispatch index existed, before it carried
- * the dispatch columns, or before it held a list of previous secrets: derive
- * it from the stored views (upgraded first, see upgradeStoredViews).
- */
-function migrateDispatchIndex(db: Database.Database): void {
-  db.exec(`
-    DROP TABLE IF EXISTS main.webhook_dispatch;
-    CREATE TABLE main.webhook_dispatch (${DISPATCH_COLUMNS}) WITHOUT ROWID;
-    INSERT OR IGNORE INTO main.webhook_dispatch (${DISPATCH_COLUMN_NAMES})
-      SELECT p.value, e.value, w.id, w.organization_id, json_extract(w.doc, '$.url'), json(json_extract(w.doc, '$.events')),
-        json(json_extract(w.doc, '$.secret')),
-        CASE WHEN json_array_length(w.doc, '$.previousSecrets') > 0 THEN json(json_extract(w.doc, '$.previousSecrets')) END
-      FROM main.webhooks w, json_each(w.doc, '$.effectivePartnerIds') p, json_each(w.doc, '$.events') e
-      WHERE w.deleted = 0 AND w.status = 'ACTIVE';
-    DROP TABLE IF EXISTS main.webhook_partners;
-  `);
-}
-
-/**
- * Views written before webhooks kept a list of previous secrets hold one in
- * `previousSecret` / `previousSecretExpiresAt`: rewrite them in today's shape.
- * Exact for that version's state; a secret it had already dropped (a second
- * rotation inside a grace period) comes back only with `projections rebuild`.
- */
-function upgradeStoredViews(db: Database.Database): void {
-  const legacy = db
-    .prepare<[], { id: string; doc: string }>("SELECT id, doc FROM main.webhooks WHERE json_type(doc, '$.previousSecrets') IS NULL")
-    .all();
-  const update = db.prepare<[string, string]>('UPDATE main.webhooks SET doc = ? WHERE id = ?');
-  for (const row of legacy) {
-    update.run(JSON.stringify(upgradeStoredView(JSON.parse(row.doc) as StoredWebhookView)), row.id);
-  }
-}
-
 function columnExists(db: Database.Database, table: string, column: string): boolean {
   return db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM pragma_table_info(?) WHERE name = ?').get(table, column)!.n > 0;
 }
 
 function tableExists(db: Database.Database, name: string): boolean {
   return db.prepare('SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?').get('table', name) !== undefined;
+}
+
+/** True when the live tables are in today's layout (typed view rows, index rows keyed by `seq`). */
+function currentLayout(db: Database.Database): boolean {
+  return (
+    columnExists(db, 'webhooks', 'seq') &&
+    tableExists(db, 'webhook_patterns') &&
+    columnExists(db, 'webhook_patterns', 'seq') &&
+    tableExists(db, 'webhook_dispatch') &&
+    columnExists(db, 'webhook_dispatch', 'seq') &&
+    !columnExists(db, 'webhook_dispatch', 'url')
+  );
+}
+
+/**
+ * Converts a read model written by an earlier version — views as JSON
+ * documents (in any of their shapes, see upgradeStoredView), index rows keyed
+ * by webhook id and carrying their targets, or index tables missing — into
+ * today's layout: the views are read in the order they were stored and
+ * written into a fresh `_next` set with their index rows; the keys and the
+ * checkpoint are copied; then the sets switch. One transaction, so a crash
+ * leaves the old layout in place, converted again on the next open.
+ * Exact for that version's state; a secret an early version had already
+ * dropped (a second rotation inside a grace period) comes back only with
+ * `projections rebuild`.
+ */
+function migrateLayout(db: Database.Database): void {
+  dropTables(db, NEXT);
+  createTables(db, NEXT);
+  const next = new ViewTables(db, NEXT);
+  const documents = columnExists(db, 'webhooks', 'doc');
+  const read = documents
+    ? db.prepare<[number], { rowid: number; doc: string }>(
+        `SELECT rowid, doc FROM main.webhooks WHERE rowid > ? ORDER BY rowid LIMIT ${MIGRATE_CHUNK}`,
+      )
+    : db.prepare<[number], unknown[]>(
+        `SELECT seq, ${VIEW_COLUMN_LIST} FROM main.webhooks WHERE seq > ? ORDER BY seq LIMIT ${MIGRATE_CHUNK}`,
+      ).raw();
+  for (let after = 0; ; ) {
+    const views: WebhookView[] = [];
+    if (documents) {
+      const rows = (read as Database.Statement<[number], { rowid: number; doc: string }>).all(after);
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1]!.rowid;
+      for (const row of rows) views.push(upgradeStoredView(JSON.parse(row.doc) as StoredWebhookView));
+    } else {
+      const rows = (read as Database.Statement<[number], unknown[]>).all(after);
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1]![0] as number;
+      for (const row of rows) views.push(viewOfColumns(row, 1));
+    }
+    for (const view of views) next.store(null, view);
+  }
+  db.exec(`
+    INSERT INTO ${tableName(NEXT, 'idempotency_keys')} SELECT organization_id, key_hash, webhook_id, fingerprint, first_used_at
+      FROM main.idempotency_keys;
+    UPDATE ${tableName(NEXT, 'checkpoint')} SET position = (SELECT position FROM main.checkpoint WHERE id = 1);
+  `);
+  dropTables(db, LIVE);
+  for (const t of TABLES) db.exec(`ALTER TABLE ${tableName(NEXT, t)} RENAME TO ${t}`);
+}
+
+/** A `webhooks` row as better-sqlite3 returns it raw: `seq` (when selected) and then VIEW_COLUMNS in order. */
+type ViewColumns = readonly unknown[];
+
+/** The bound values of VIEW_COLUMNS for a view, in order. */
+function viewColumns(view: WebhookView): unknown[] {
+  return [
+    view.id,
+    view.organizationId,
+    view.url,
+    JSON.stringify(view.events),
+    view.partnerIds === null ? null : JSON.stringify(view.partnerIds),
+    JSON.stringify(view.authorizedPartnerIds),
+    view.status,
+    view.disabledReason,
+    view.secret.keyId,
+    view.secret.iv,
+    view.secret.ciphertext,
+    view.previousSecrets.length === 0 ? null : JSON.stringify(previousSecretRows(view.previousSecrets)),
+    view.createdAt,
+    view.updatedAt,
+    view.revision,
+    view.position,
+    view.deleted ? 1 : 0,
+  ];
+}
+
+/** The view of a raw `webhooks` row whose VIEW_COLUMNS start at `from`. */
+function viewOfColumns(row: ViewColumns, from: number): WebhookView {
+  const c = (i: number): unknown => row[from + i];
+  const partnerIds = c(4) === null ? null : (JSON.parse(c(4) as string) as string[]);
+  const previous = c(11);
+  const webhook = {
+    id: c(0) as string,
+    organizationId: c(1) as string,
+    url: c(2) as string,
+    events: JSON.parse(c(3) as string) as string[],
+    partnerIds,
+    authorizedPartnerIds: JSON.parse(c(5) as string) as string[],
+    status: c(6) as WebhookStatus,
+    disabledReason: c(7) as string | null,
+    secret: { keyId: c(8) as string, iv: c(9) as string, ciphertext: c(10) as string },
+    previousSecrets: previous === null ? [] : previousSecretsOfRows(JSON.parse(previous as string) as PreviousSecretRow[]),
+    createdAt: c(12) as string,
+    updatedAt: c(13) as string,
+  };
+  return {
+    ...webhook,
+    revision: c(14) as number,
+    position: c(15) as string,
+    deleted: c(16) === 1,
+    effectivePartnerIds: effectivePartnerIds(webhook),
+  };
+}
+
+/** True when the dispatch index rows of `a` (none when null) are already those of `b`: they carry no targets, only keys. */
+function sameDispatchKeys(a: WebhookView | null, b: WebhookView): boolean {
+  if (a === null || !dispatchable(a)) return !dispatchable(b);
+  return dispatchable(b) && sameStrings(a.events, b.events) && sameStrings(a.effectivePartnerIds, b.effectivePartnerIds);
+}
+
+/** A stored view and the `seq` its index rows point at. */
+interface StoredView {
+  readonly seq: number;
+  readonly view: WebhookView;
 }
 
 /** Statements over one table set (the live one, or the one a rebuild fills). */
@@ -202,28 +321,31 @@ class ViewTables {
     set: TableSet,
   ) {
     const t = (name: TableName): string => tableName(set, name);
+    const placeholders = VIEW_COLUMNS.map(() => '?').join(', ');
     this.s = {
-      get: db.prepare<[string], { doc: string }>(`SELECT doc FROM ${t('webhooks')} WHERE id = ?`),
-      upsert: db.prepare<[string, string, string, string, number, number, string]>(
-        `INSERT INTO ${t('webhooks')} (id, organization_id, created_at, status, deleted, revision, doc)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET status = excluded.status, deleted = excluded.deleted,
-           revision = excluded.revision, doc = excluded.doc`,
+      get: db.prepare<[string], unknown[]>(`SELECT seq, ${VIEW_COLUMN_LIST} FROM ${t('webhooks')} WHERE id = ?`).raw(),
+      // `seq` comes from the row: new rows get the next integer, so they append to every b-tree keyed by it.
+      upsert: db
+        .prepare<unknown[], number>(
+          `INSERT INTO ${t('webhooks')} (${VIEW_COLUMN_LIST}) VALUES (${placeholders})
+           ON CONFLICT (id) DO UPDATE SET ${VIEW_COLUMNS.filter((c) => c !== 'id')
+             .map((c) => `${c} = excluded.${c}`)
+             .join(', ')}
+           RETURNING seq`,
+        )
+        .pluck(),
+      insertNew: db
+        .prepare<unknown[], number>(
+          `INSERT INTO ${t('webhooks')} (${VIEW_COLUMN_LIST}) VALUES (${placeholders}) ON CONFLICT (id) DO NOTHING RETURNING seq`,
+        )
+        .pluck(),
+      deletePattern: db.prepare<[string, number]>(`DELETE FROM ${t('webhook_patterns')} WHERE pattern = ? AND seq = ?`),
+      insertPattern: db.prepare<[string, number]>(`INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, seq) VALUES (?, ?)`),
+      deleteDispatch: db.prepare<[string, string, number]>(
+        `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND seq = ?`,
       ),
-      insertNew: db.prepare<[string, string, string, string, number, number, string]>(
-        `INSERT INTO ${t('webhooks')} (id, organization_id, created_at, status, deleted, revision, doc)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING`,
-      ),
-      deletePattern: db.prepare<[string, string]>(`DELETE FROM ${t('webhook_patterns')} WHERE pattern = ? AND webhook_id = ?`),
-      insertPattern: db.prepare<[string, string]>(
-        `INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, webhook_id) VALUES (?, ?)`,
-      ),
-      deleteDispatch: db.prepare<[string, string, string]>(
-        `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND webhook_id = ?`,
-      ),
-      insertDispatch: db.prepare<[string, string, string, string, string, string, string, string | null]>(
-        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (${DISPATCH_COLUMN_NAMES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      insertDispatch: db.prepare<[string, string, number]>(
+        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, seq) VALUES (?, ?, ?)`,
       ),
       insertKey: db.prepare<[string, string, string, string, string]>(
         `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
@@ -234,13 +356,15 @@ class ViewTables {
       ),
       checkpoint: db.prepare<[], { position: string | null }>(`SELECT position FROM ${t('checkpoint')} WHERE id = 1`),
       setCheckpoint: db.prepare<[string]>(`UPDATE ${t('checkpoint')} SET position = ? WHERE id = 1`),
-      all: db.prepare<[], { doc: string }>(`SELECT doc FROM ${t('webhooks')} ORDER BY id`),
+      all: db.prepare<[], unknown[]>(`SELECT ${VIEW_COLUMN_LIST} FROM ${t('webhooks')} ORDER BY id`).raw(),
       list: (filter: string) =>
-        db.prepare<unknown[], { doc: string }>(
-          `SELECT w.doc FROM ${t('webhooks')} w
-           WHERE w.organization_id = ? AND w.deleted = 0 ${filter}
-           ORDER BY w.created_at, w.id LIMIT ?`,
-        ),
+        db
+          .prepare<unknown[], unknown[]>(
+            `SELECT ${VIEW_COLUMNS.map((c) => `w.${c}`).join(', ')} FROM ${t('webhooks')} w
+             WHERE w.organization_id = ? AND w.deleted = 0 ${filter}
+             ORDER BY w.created_at, w.id LIMIT ?`,
+          )
+          .raw(),
       patternTable: t('webhook_patterns'),
       dispatchTable: t('webhook_dispatch'),
       webhookTable: t('webhooks'),
@@ -250,34 +374,32 @@ class ViewTables {
       if (actual !== expectedCheckpoint) throw new CheckpointConflictError(expectedCheckpoint, actual);
       if (events.length === 0) return;
       // Views touched earlier in this batch, so one webhook's events chain without re-reading.
-      const touched = new Map<string, WebhookView | null>();
+      const touched = new Map<string, StoredView | null>();
       for (const event of events) {
         const id = (event.data as { webhookId: string }).webhookId;
-        let current: WebhookView | null;
+        let current: StoredView | null;
         if (touched.has(id)) current = touched.get(id)!;
         else if (event.revision === 0 && event.type === 'WebhookRegistered') {
           // Most events create a webhook: insert it without reading first. A row
           // already there (a batch applied again) takes the general path.
           const change = nextView(null, event);
-          if (change.kind === 'apply' && this.insertNew(change.view)) {
-            touched.set(id, change.view);
-            const key = change.key;
-            if (key) this.s.insertKey.run(key.organizationId, key.keyHash, key.webhookId, key.fingerprint, key.firstUsedAt);
+          const inserted = change.kind === 'apply' ? this.insertNew(change.view) : null;
+          if (inserted !== null) {
+            touched.set(id, inserted);
+            this.recordKey(change.kind === 'apply' ? change.key : null);
             continue;
           }
-          current = this.get(id);
-        } else current = this.get(id);
+          current = this.getStored(id);
+        } else current = this.getStored(id);
         let change;
         try {
-          change = nextView(current, event);
+          change = nextView(current?.view ?? null, event);
         } catch (error) {
           throw new ProjectionGapError((error as Error).message);
         }
         if (change.kind === 'skip') continue;
-        this.write(current, change.view);
-        touched.set(id, change.view);
-        const key = change.key;
-        if (key) this.s.insertKey.run(key.organizationId, key.keyHash, key.webhookId, key.fingerprint, key.firstUsedAt);
+        touched.set(id, this.store(current, change.view));
+        this.recordKey(change.key);
       }
       // Never backwards: re-applying a batch that is already applied must not rewind the checkpoint.
       const next = encodeLast(events);
@@ -287,53 +409,61 @@ class ViewTables {
     });
   }
 
-  /** Writes the view of a webhook not stored yet; false (and nothing written) when it is stored. */
-  private insertNew(view: WebhookView): boolean {
-    const inserted = this.s.insertNew.run(...viewRow(view));
-    if (inserted.changes === 0) return false;
-    this.writeIndexes(null, view);
-    return true;
+  private recordKey(key: IdempotencyKeyEntry | null): void {
+    if (key) this.s.insertKey.run(key.organizationId, key.keyHash, key.webhookId, key.fingerprint, key.firstUsedAt);
   }
 
-  private write(previous: WebhookView | null, view: WebhookView): void {
-    this.s.upsert.run(...viewRow(view));
-    this.writeIndexes(previous, view);
+  /** Writes the view of a webhook not stored yet; null (and nothing written) when it is stored. */
+  private insertNew(view: WebhookView): StoredView | null {
+    const seq = this.s.insertNew.get(...viewColumns(view));
+    if (seq === undefined) return null;
+    const stored = { seq, view };
+    this.writeIndexes(null, stored);
+    return stored;
   }
 
-  private writeIndexes(previous: WebhookView | null, view: WebhookView): void {
-    if (!samePatterns(previous, view)) {
-      if (previous !== null) for (const p of previous.events) this.s.deletePattern.run(p, view.id);
-      if (!view.deleted) for (const p of view.events) this.s.insertPattern.run(p, view.id);
+  /** Writes `view` over `previous` (null: not stored) with the index rows that changed. */
+  store(previous: StoredView | null, view: WebhookView): StoredView {
+    const seq = this.s.upsert.get(...viewColumns(view))!;
+    const stored = { seq, view };
+    this.writeIndexes(previous, stored);
+    return stored;
+  }
+
+  private writeIndexes(previous: StoredView | null, { seq, view }: StoredView): void {
+    const before = previous?.view ?? null;
+    if (!samePatterns(before, view)) {
+      if (before !== null && !before.deleted) for (const p of before.events) this.s.deletePattern.run(p, seq);
+      if (!view.deleted) for (const p of view.events) this.s.insertPattern.run(p, seq);
     }
-    if (!sameDispatch(previous, view)) {
-      if (previous !== null && dispatchable(previous)) {
-        for (const partner of previous.effectivePartnerIds) {
-          for (const pattern of previous.events) this.s.deleteDispatch.run(partner, pattern, view.id);
+    if (!sameDispatchKeys(before, view)) {
+      if (before !== null && dispatchable(before)) {
+        for (const partner of before.effectivePartnerIds) {
+          for (const pattern of before.events) this.s.deleteDispatch.run(partner, pattern, seq);
         }
       }
       if (dispatchable(view)) {
-        const events = JSON.stringify(view.events);
-        const secret = JSON.stringify(view.secret);
-        const previous = view.previousSecrets.length === 0 ? null : JSON.stringify(view.previousSecrets);
         for (const partner of view.effectivePartnerIds) {
-          for (const pattern of view.events) {
-            this.s.insertDispatch.run(partner, pattern, view.id, view.organizationId, view.url, events, secret, previous);
-          }
+          for (const pattern of view.events) this.s.insertDispatch.run(partner, pattern, seq);
         }
       }
     }
   }
 
-  get(id: string): WebhookView | null {
+  private getStored(id: string): StoredView | null {
     const row = this.s.get.get(id);
-    return row ? (JSON.parse(row.doc) as WebhookView) : null;
+    return row ? { seq: row[0] as number, view: viewOfColumns(row, 1) } : null;
+  }
+
+  get(id: string): WebhookView | null {
+    return this.getStored(id)?.view ?? null;
   }
 
   checkpoint(): string | null {
     return this.s.checkpoint.get()?.position ?? null;
   }
 
-  private readonly listStatements = new Map<string, Database.Statement<unknown[], { doc: string }>>();
+  private readonly listStatements = new Map<string, Database.Statement<unknown[], unknown[]>>();
 
   list(query: ListQuery): WebhookView[] {
     const clauses: string[] = [];
@@ -349,7 +479,7 @@ class ViewTables {
     if (query.event) {
       const keys = eventFilterPatterns(query.event);
       clauses.push(
-        `AND EXISTS (SELECT 1 FROM ${this.s.patternTable} p WHERE p.webhook_id = w.id AND p.pattern IN (${keys.map(() => '?').join(',')}))`,
+        `AND EXISTS (SELECT 1 FROM ${this.s.patternTable} p WHERE p.seq = w.seq AND p.pattern IN (${keys.map(() => '?').join(',')}))`,
       );
       params.push(...keys);
     }
@@ -360,7 +490,7 @@ class ViewTables {
       stmt = this.s.list(sql);
       this.listStatements.set(sql, stmt);
     }
-    return stmt.all(...params).map((r) => JSON.parse(r.doc) as WebhookView);
+    return stmt.all(...params).map((r) => viewOfColumns(r, 0));
   }
 
   private readonly dispatchStatements = new Map<number, Database.Statement<unknown[], DispatchRow>>();
@@ -372,27 +502,24 @@ class ViewTables {
       // Rows as arrays (no object per row), de-duplicated and ordered here: cheaper than GROUP BY's temp b-tree.
       stmt = this.db
         .prepare<unknown[], DispatchRow>(
-          `SELECT webhook_id, organization_id, url, events, secret, previous_secrets
-           FROM ${this.s.dispatchTable}
-           WHERE partner_id = ? AND pattern IN (${keys.map(() => '?').join(',')})${keys.length === 1 ? ' ORDER BY webhook_id' : ''}`,
+          `SELECT w.id, w.organization_id, w.url, w.events, w.secret_key_id, w.secret_iv, w.secret_ciphertext, w.previous_secrets
+           FROM ${this.s.dispatchTable} d JOIN ${this.s.webhookTable} w ON w.seq = d.seq
+           WHERE d.partner_id = ? AND d.pattern IN (${keys.map(() => '?').join(',')})`,
         )
         .raw(true);
       this.dispatchStatements.set(keys.length, stmt);
     }
     const rows = stmt.all(partnerId, ...keys);
-    if (keys.length > 1) {
-      // A webhook matching through two of its patterns has a row for each, with the same columns.
-      const seen = new Set<string>();
-      const unique: DispatchRow[] = [];
-      for (const row of rows) {
-        if (seen.has(row[0])) continue;
-        seen.add(row[0]);
-        unique.push(row);
-      }
-      unique.sort((a, b) => (a[0] < b[0] ? -1 : 1));
-      return unique.map(dispatchViewOfRow);
+    // A webhook matching through two of its patterns has a row for each, with the same columns.
+    const seen = new Set<string>();
+    const unique: DispatchRow[] = [];
+    for (const row of rows) {
+      if (seen.has(row[0])) continue;
+      seen.add(row[0]);
+      unique.push(row);
     }
-    return rows.map(dispatchViewOfRow);
+    unique.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    return unique.map(dispatchViewOfRow);
   }
 
   findKey(organizationId: string, keyHash: string): IdempotencyKeyEntry | null {
@@ -401,27 +528,22 @@ class ViewTables {
   }
 
   *all(): Generator<WebhookView> {
-    for (const row of this.s.all.iterate()) yield JSON.parse(row.doc) as WebhookView;
+    for (const row of this.s.all.iterate()) yield viewOfColumns(row, 0);
   }
 }
 
-/** A dispatch index row in column order: webhook id, organization, url, events, secret, previous secrets (JSON or null). */
-type DispatchRow = [string, string, string, string, string, string | null];
+/** A dispatch target's columns in order: id, organization, url, events (JSON), secret (key id, iv, ciphertext), previous secrets (JSON or null). */
+type DispatchRow = [string, string, string, string, string, string, string, string | null];
 
-function dispatchViewOfRow([id, organizationId, url, events, secret, previous]: DispatchRow): DispatchView {
+function dispatchViewOfRow([id, organizationId, url, events, keyId, iv, ciphertext, previous]: DispatchRow): DispatchView {
   return {
     id,
     organizationId,
     url,
     events: JSON.parse(events) as string[],
-    secret: JSON.parse(secret) as EncryptedSecret,
-    previousSecrets: previous === null ? [] : (JSON.parse(previous) as PreviousSecret[]),
+    secret: { keyId, iv, ciphertext },
+    previousSecrets: previous === null ? [] : previousSecretsOfRows(JSON.parse(previous) as PreviousSecretRow[]),
   };
-}
-
-/** The `webhooks` row of a view, in column order. */
-function viewRow(view: WebhookView): [string, string, string, string, number, number, string] {
-  return [view.id, view.organizationId, view.createdAt, view.status, view.deleted ? 1 : 0, view.revision, JSON.stringify(view)];
 }
 
 function encodeLast(events: readonly RecordedEvent[]): string {
@@ -442,13 +564,7 @@ export class SqliteReadModel implements ReadModel {
     this.checkpointer = new WalCheckpointer(this.db, { path: options.path, synchronous: 'NORMAL' });
     this.db.transaction(() => {
       if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
-      else {
-        if (!tableExists(this.db, 'webhook_dispatch') || !columnExists(this.db, 'webhook_dispatch', 'previous_secrets')) {
-          upgradeStoredViews(this.db);
-          migrateDispatchIndex(this.db);
-        }
-        dropLegacyIndexes(this.db);
-      }
+      else if (!currentLayout(this.db)) migrateLayout(this.db);
     }).immediate();
     this.live = new ViewTables(this.db, LIVE);
   }
