@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../../src/catalog.ts';
 import { EVENTS_FILE, READ_MODEL_FILE } from '../../src/runtime.ts';
-import type { RecordedEvent } from '../../src/stores/eventStore.ts';
+import { encodePosition, type RecordedEvent } from '../../src/stores/eventStore.ts';
 import { CheckpointConflictError, ProjectionGapError, type WebhookView } from '../../src/stores/readModel.ts';
 import { openSqliteEventStore } from '../../src/stores/sqlite/sqliteEventStore.ts';
 import { openSqliteReadModel, type SqliteReadModel } from '../../src/stores/sqlite/sqliteReadModel.ts';
@@ -214,6 +214,24 @@ describe('applying events twice changes nothing', () => {
     }
     expect(await snapshot(model, log)).toEqual(reference);
   });
+
+  it.each([1, 4, 1000])(
+    'a rebuild (index rows derived from the final views) equals the model projected event by event, pages of %i',
+    async (page) => {
+      const model = freshModel();
+      // Something stale in the live model, which the rebuild must replace entirely.
+      await model.applyBatch(log.slice(0, 5), null);
+      const target = await model.beginRebuild();
+      let checkpoint: string | null = null;
+      for (let i = 0; i < log.length; i += page) {
+        const batch = log.slice(i, i + page);
+        await target.applyBatch(batch, checkpoint);
+        checkpoint = encodePosition(batch[batch.length - 1]!.position);
+      }
+      await target.commit();
+      expect(await snapshot(model, log)).toEqual(reference);
+    },
+  );
 
   it('each event duplicated inside one batch changes nothing', async () => {
     const model = freshModel();

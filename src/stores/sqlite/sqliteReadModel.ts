@@ -11,10 +11,13 @@
 // It is rebuildable from the log at any time, so it runs with synchronous=NORMAL.
 //
 // A rebuild fills a private temporary database first (no WAL, no fsync, pages
-// kept in memory as far as they fit), then copies each table into the `_next`
-// set of the file in primary-key order — sequential page writes instead of
-// random ones into a growing file — builds the secondary indexes by sorting,
-// and switches the sets in one transaction.
+// kept in memory as far as they fit) with the views alone and a plain list of
+// the keys; the index rows are derived from the final views afterwards, in
+// one sorted pass each (appends instead of an insert and a delete per change).
+// Then it copies each table into the `_next` set of the file in primary-key
+// order — sequential page writes instead of random ones into a growing file —
+// builds the secondary indexes by sorting, and switches the sets in one
+// transaction.
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { WalCheckpointer } from './walCheckpointer.ts';
@@ -162,6 +165,38 @@ function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 's
   if (purpose === 'copy') return;
   db.exec(`INSERT INTO ${t('checkpoint')} (id, position) VALUES (1, NULL)`);
   if (purpose === 'live') createIndexes(db, set);
+  else {
+    // Every key use in log order; the first use of each key wins when the index is derived (deriveStagedIndexes).
+    db.exec(`CREATE TABLE ${set.schema}.${KEY_LOG} (
+      organization_id TEXT NOT NULL, key_hash TEXT NOT NULL, webhook_id TEXT NOT NULL,
+      fingerprint TEXT NOT NULL, first_used_at TEXT NOT NULL)`);
+  }
+}
+
+/** A rebuild's staging table of key uses (see createTables). */
+const KEY_LOG = 'key_log';
+
+/**
+ * Fills a staged set's index tables from its final views, each in one pass
+ * sorted by its primary key: what applying every change to them in turn
+ * (writeIndexes) would have left, without the inserts and deletes of the
+ * states in between.
+ */
+function deriveStagedIndexes(db: Database.Database, set: TableSet): void {
+  const t = (name: TableName): string => tableName(set, name);
+  db.exec(`
+    INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, seq)
+      SELECT e.value, w.seq FROM ${t('webhooks')} w, json_each(w.events) e
+      WHERE w.deleted = 0 ORDER BY 1, 2;
+    INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, seq)
+      SELECT p.value, e.value, w.seq FROM ${t('webhooks')} w, json_each(coalesce(w.partner_ids, w.authorized_partner_ids)) p,
+        json_each(w.events) e
+      WHERE w.deleted = 0 AND w.status = 'ACTIVE' ORDER BY 1, 2, 3;
+    INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
+      SELECT organization_id, key_hash, webhook_id, fingerprint, first_used_at FROM ${set.schema}.${KEY_LOG}
+      ORDER BY organization_id, key_hash, rowid;
+    DROP TABLE ${set.schema}.${KEY_LOG};
+  `);
 }
 
 function createIndexes(db: Database.Database, set: TableSet): void {
@@ -316,9 +351,14 @@ class ViewTables {
   private readonly s;
   readonly applyBatch: (events: readonly RecordedEvent[], expectedCheckpoint: string | null) => void;
 
+  /**
+   * `staged`: the set a rebuild fills, which keeps only the views and a list
+   * of key uses while events are applied; deriveStagedIndexes fills the rest.
+   */
   constructor(
     private readonly db: Database.Database,
     set: TableSet,
+    private readonly staged = false,
   ) {
     const t = (name: TableName): string => tableName(set, name);
     const placeholders = VIEW_COLUMNS.map(() => '?').join(', ');
@@ -348,8 +388,11 @@ class ViewTables {
         `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, seq) VALUES (?, ?, ?)`,
       ),
       insertKey: db.prepare<[string, string, string, string, string]>(
-        `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
-         VALUES (?, ?, ?, ?, ?)`,
+        staged
+          ? `INSERT INTO ${set.schema}.${KEY_LOG} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
+             VALUES (?, ?, ?, ?, ?)`
+          : `INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
+             VALUES (?, ?, ?, ?, ?)`,
       ),
       findKey: db.prepare<[string, string], KeyRow>(
         `SELECT * FROM ${t('idempotency_keys')} WHERE organization_id = ? AND key_hash = ?`,
@@ -431,6 +474,7 @@ class ViewTables {
   }
 
   private writeIndexes(previous: StoredView | null, { seq, view }: StoredView): void {
+    if (this.staged) return;
     const before = previous?.view ?? null;
     if (!samePatterns(before, view)) {
       if (before !== null && !before.deleted) for (const p of before.events) this.s.deletePattern.run(p, seq);
@@ -621,7 +665,7 @@ export class SqliteReadModel implements ReadModel {
       this.db.pragma(`${STAGE_SCHEMA}.journal_mode = MEMORY`);
       this.db.pragma(`${STAGE_SCHEMA}.cache_size = ${-STAGE_CACHE_KIB}`);
       this.db.transaction(() => createTables(this.db, STAGE, 'stage'))();
-      const stage = new ViewTables(this.db, STAGE);
+      const stage = new ViewTables(this.db, STAGE, true);
       let finished = false;
       const target: RebuildTarget = {
         applyBatch: (events, expected) =>
@@ -635,6 +679,7 @@ export class SqliteReadModel implements ReadModel {
             if (finished) throw new Error('rebuild already finished');
             finished = true;
             try {
+              this.db.transaction(() => deriveStagedIndexes(this.db, STAGE))();
               this.db.transaction(() => createTables(this.db, NEXT, 'copy'))();
               for (const t of TABLES) this.copyStaged(t);
               this.db.transaction(() => createIndexes(this.db, NEXT))();
