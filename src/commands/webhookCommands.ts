@@ -2,7 +2,7 @@
 // Idempotency-Key against the log, decide, and append with the expected
 // revision. A concurrent writer makes the append conflict; the handler then
 // reloads and decides again, so the answer is always derived from the log.
-import { eventHash } from '../domain/hashChain.ts';
+import { sealEvent } from '../domain/hashChain.ts';
 import { secretFromBytes } from '../domain/secret.ts';
 import {
   decide,
@@ -451,9 +451,14 @@ function chain(events: readonly WebhookEvent[], ctx: ChainContext, previousHash:
       occurredAt: ctx.now.toISOString(),
       previousHash: previous,
     };
-    const hash = eventHash({ type: event.type, data: event.data, metadata: base });
-    previous = hash;
-    return { type: event.type, data: event.data, metadata: { ...base, hash } };
+    const sealed = sealEvent(event.type, event.data, base);
+    previous = sealed.hash;
+    return {
+      type: event.type,
+      data: event.data,
+      metadata: { ...base, hash: sealed.hash },
+      json: { data: sealed.data, metadata: sealed.metadata },
+    };
   });
 }
 

@@ -16,6 +16,36 @@ export function eventHash(event: HashableEvent): string {
   return createHash('sha256').update(canonicalJson({ type: event.type, data: event.data, metadata })).digest('hex');
 }
 
+/** A new event's hash, with its data and metadata (hash included) as the JSON text the hash is over. */
+export interface SealedEvent {
+  readonly hash: string;
+  readonly data: string;
+  readonly metadata: string;
+}
+
+/**
+ * Hashes a new event as eventHash does, from the canonical JSON of its data
+ * and of its metadata (without `hash`), and keeps that text: an engine that
+ * stores JSON stores what was hashed instead of encoding the event again.
+ * `{"data":…,"metadata":…,"type":…}` is canonicalJson of the whole event,
+ * keys being in order. The stored metadata is the hashed text with `hash`
+ * appended (key order does not matter to readers; verify re-canonicalizes).
+ */
+export function sealEvent(type: string, data: unknown, metadata: Omit<HashableEvent['metadata'], 'hash'>): SealedEvent {
+  if (data === undefined) throw new TypeError('an event needs data'); // canonicalJson of the event would drop the key
+  const dataJson = canonicalJson(data);
+  const metadataJson = canonicalJson(metadata);
+  const hash = createHash('sha256')
+    .update(`{"data":${dataJson},"metadata":${metadataJson},"type":${JSON.stringify(type)}}`)
+    .digest('hex');
+  const hashMember = `"hash":"${hash}"`;
+  return {
+    hash,
+    data: dataJson,
+    metadata: metadataJson === '{}' ? `{${hashMember}}` : `${metadataJson.slice(0, -1)},${hashMember}}`,
+  };
+}
+
 export type ChainBreak =
   | { readonly revision: number; readonly problem: 'hash-mismatch' }
   | { readonly revision: number; readonly problem: 'previous-hash-mismatch' }

@@ -39,6 +39,13 @@ export interface NewEvent {
   readonly type: string;
   readonly data: unknown;
   readonly metadata: EventMetadata;
+  /**
+   * Optional: `data` and `metadata` already as JSON text (the hash chain's
+   * canonical encoding, see sealEvent), which must parse to exactly `data`
+   * and `metadata`. An engine that stores JSON text may store it as is
+   * rather than encode the event again; others ignore it.
+   */
+  readonly json?: { readonly data: string; readonly metadata: string };
 }
 
 export interface RecordedEvent extends NewEvent {

@@ -4,7 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sealEvent } from '../../src/domain/hashChain.ts';
 import { StreamConflictError, webhookStreamName } from '../../src/stores/eventStore.ts';
 import { openSqliteEventStore, type SqliteEventStore } from '../../src/stores/sqlite/sqliteEventStore.ts';
 import { makeEvent } from '../contract/eventStore.contract.ts';
@@ -49,5 +51,28 @@ describe('SQLite event store batch encoding', () => {
       );
     }
     expect(await store.readStream(taken)).toHaveLength(1);
+  });
+
+  it("stores a sealed event's JSON text as given: the text its hash is over", async () => {
+    const dir = tempDataDir();
+    dirs.push(dir);
+    const file = path.join(dir, 'events.sqlite');
+    const store = openSqliteEventStore({ path: file });
+    stores.push(store);
+    const s = webhookStreamName(randomUUID());
+    const plain = makeEvent(s, 'WebhookRegistered', { zeta: 1, alpha: 'ü' });
+    const { hash: _old, ...base } = plain.metadata;
+    const sealed = sealEvent(plain.type, plain.data, base);
+    const event = { ...plain, metadata: { ...base, hash: sealed.hash }, json: { data: sealed.data, metadata: sealed.metadata } };
+    await store.append(s, [event], 'no_stream');
+
+    const raw = new Database(file, { readonly: true });
+    const row = raw.prepare('SELECT data, metadata FROM events WHERE stream_id = ?').get(s) as { data: string; metadata: string };
+    raw.close();
+    expect(row).toEqual({ data: sealed.data, metadata: sealed.metadata });
+    expect(row.data).not.toBe(JSON.stringify(plain.data)); // canonical (sorted) text, not the object's own order
+    const [read] = await store.readStream(s);
+    expect(read!.data).toEqual(plain.data);
+    expect(read!.metadata).toEqual(event.metadata);
   });
 });

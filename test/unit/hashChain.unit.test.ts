@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventHash, verifyChain } from '../../src/domain/hashChain.ts';
+import { eventHash, sealEvent, verifyChain } from '../../src/domain/hashChain.ts';
 
 interface ChainedEvent {
   readonly revision: number;
@@ -95,5 +95,33 @@ describe('hash chain', () => {
     const events = stream();
     events[0] = { ...events[0]!, metadata: { ...events[0]!.metadata, hash: 'f'.repeat(64) } };
     expect(verifyChain(events)).toEqual({ revision: 0, problem: 'hash-mismatch' });
+  });
+});
+
+describe('sealEvent', () => {
+  const cases = [
+    {
+      type: 'WebhookRegistered',
+      data: { webhookId: 'w1', url: 'https://a.example.com/ü', events: ['kyc.*'], partnerIds: null, secret: { keyId: 'k', iv: 'i', ciphertext: 'c' } },
+      metadata: { requestId: 'r', actor: { subject: 's', clientId: 'c' }, previousHash: null, idempotencyKeyHash: 'k'.repeat(64), occurredAt: '2026-01-01T00:00:00.000Z' },
+    },
+    { type: 'WebhookDeleted', data: {}, metadata: { previousHash: 'p'.repeat(64), note: '🦄 "q" \\', skipped: undefined } },
+    { type: 'Odd "type"', data: [1, 'two', null], metadata: { previousHash: null } },
+  ];
+
+  it('gives the hash eventHash gives, and JSON text that parses to the event with that hash', () => {
+    for (const c of cases) {
+      const sealed = sealEvent(c.type, c.data, c.metadata);
+      expect(sealed.hash).toBe(eventHash({ type: c.type, data: c.data, metadata: c.metadata }));
+      expect(JSON.parse(sealed.data)).toEqual(c.data);
+      const stored = JSON.parse(sealed.metadata) as Record<string, unknown>;
+      expect(stored).toEqual(JSON.parse(JSON.stringify({ ...c.metadata, hash: sealed.hash })));
+      // What the audit recomputes from the stored text is the same hash.
+      expect(eventHash({ type: c.type, data: JSON.parse(sealed.data), metadata: stored as { previousHash: string | null } })).toBe(sealed.hash);
+    }
+  });
+
+  it('stores data as the canonical text that was hashed', () => {
+    expect(sealEvent('T', { b: 1, a: { d: 2, c: 3 } }, { previousHash: null }).data).toBe('{"a":{"c":3,"d":2},"b":1}');
   });
 });

@@ -97,7 +97,12 @@ export class SqliteEventStore implements EventStore {
       request = {
         streamId,
         expected,
-        events: events.map((e) => ({ type: e.type, data: JSON.stringify(e.data), metadata: JSON.stringify(e.metadata) })),
+        // The hash chain's own text when the caller sealed the event (hashChain.ts sealEvent).
+        events: events.map((e) => ({
+          type: e.type,
+          data: e.json?.data ?? JSON.stringify(e.data),
+          metadata: e.json?.metadata ?? JSON.stringify(e.metadata),
+        })),
       };
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
