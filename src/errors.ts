@@ -124,6 +124,12 @@ export class UnsupportedMediaTypeError extends ProblemError {
   readonly title = 'The request body must be application/json';
 }
 
+export class GoneError extends ProblemError {
+  readonly status = 410;
+  readonly kind = 'position-gone';
+  readonly title = 'This position can no longer be resumed from';
+}
+
 export class IdempotencyKeyReusedError extends ProblemError {
   readonly status = 422;
   readonly kind = 'idempotency-key-reused';

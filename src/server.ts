@@ -7,6 +7,7 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config.ts';
 import { loadCatalog } from './catalog.ts';
 import { createDispatchLookup } from './dispatch/dispatchTargets.ts';
+import { ChangeFeed } from './dispatch/changeFeed.ts';
 import { buildApp, LOG_SERIALIZERS, REDACTED_PATHS } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { ReadYourWrites } from './http/readYourWrites.ts';
@@ -20,6 +21,8 @@ export interface RunningServer {
   readonly core: Core;
   readonly identity: Identity;
   readonly projector: Projector | undefined;
+  /** The dispatcher change feed this process serves. */
+  readonly changeFeed: ChangeFeed;
   readonly metrics: Metrics;
   close(): Promise<void>;
 }
@@ -59,6 +62,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const now = options.now ?? (() => new Date());
   let projector: Projector | undefined;
   let app: FastifyInstance | undefined;
+  // Started before the projector, so it starts at or before any checkpoint a snapshot can report.
+  const changeFeed = new ChangeFeed(core.store, core.readModel, {
+    capacity: config.CHANGE_FEED_CAPACITY,
+    logger: logger.child({ component: 'change-feed' }),
+  });
+  changeFeed.start();
   try {
     const waitFor =
       config.PROJECTOR === 'inline'
@@ -74,6 +83,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       readModel: core.readModel,
       commands: core.commands,
       lookup: createDispatchLookup(core.readModel, core.secrets, now),
+      changeFeed: { feed: changeFeed, secrets: core.secrets, keepAliveMs: config.CHANGE_FEED_KEEPALIVE_MS },
       catalog,
       readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS, () => core.store.headPosition()),
       allowInsecureUrls: config.ALLOW_INSECURE_URLS,
@@ -100,17 +110,20 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       core,
       identity,
       projector,
+      changeFeed,
       metrics,
       close: () =>
         (closing ??= (async () => {
           await started.close();
           await projector?.stop();
+          await changeFeed.stop();
           await closeCore(core);
         })()),
     };
   } catch (error) {
     await app?.close();
     await projector?.stop();
+    await changeFeed.stop();
     await closeCore(core);
     throw error;
   }

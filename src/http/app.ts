@@ -9,6 +9,8 @@ import type { EventTypeCatalog } from '../domain/eventTypes.ts';
 import type { TokenVerifier } from '../identity/tokenVerifier.ts';
 import type { WebhookCommands } from '../commands/webhookCommands.ts';
 import type { DispatchLookup } from '../dispatch/dispatchTargets.ts';
+import type { ChangeFeed } from '../dispatch/changeFeed.ts';
+import type { SecretBox } from '../crypto/secretBox.ts';
 import type { EventStore } from '../stores/eventStore.ts';
 import type { ReadModel } from '../stores/readModel.ts';
 import { registerAuth } from './auth.ts';
@@ -29,6 +31,7 @@ import { setUpRateLimit } from './rateLimit.ts';
 import { serializerCompiler } from './serializer.ts';
 import type { ReadYourWrites } from './readYourWrites.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
+import { registerChangeFeedRoutes } from './routes/changeFeed.ts';
 import { registerDispatchRoutes } from './routes/dispatch.ts';
 import { registerEventTypeRoutes } from './routes/eventTypes.ts';
 import { registerWebhookRoutes } from './routes/webhooks.ts';
@@ -43,6 +46,8 @@ export interface AppDeps {
   readonly readModel: ReadModel;
   readonly commands: WebhookCommands;
   readonly lookup: DispatchLookup;
+  /** The dispatcher change feed of this process, and what its routes need to send it. */
+  readonly changeFeed: { readonly feed: ChangeFeed; readonly secrets: SecretBox; readonly keepAliveMs: number };
   readonly catalog: EventTypeCatalog;
   readonly readYourWrites: ReadYourWrites;
   readonly allowInsecureUrls: boolean;
@@ -244,6 +249,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerEventTypeRoutes(app, deps.catalog);
   registerDispatchRoutes(app, { lookup: deps.lookup, commands: deps.commands, now });
+  registerChangeFeedRoutes(app, { ...deps.changeFeed, store: deps.store, readModel: deps.readModel, now });
   registerAuditRoutes(app, { store: deps.store, cursorKey: deps.cursorKey, now });
   registerHealthRoutes(app, {
     store: deps.store,

@@ -177,6 +177,13 @@ const ERROR_RESPONSES: Readonly<Record<number, ErrorResponse>> = {
     description: 'Too many concurrent changes to this webhook; retry (with the same Idempotency-Key) after `Retry-After` seconds.',
     headers: [['Retry-After', 'Retry-After-Required']],
   },
+  410: {
+    name: 'Gone',
+    description:
+      'The change feed no longer holds the changes after this position (or it is not one of this registry): take the ' +
+      'dispatch snapshot again and follow the changes after its position.',
+    headers: [],
+  },
   412: { name: 'PreconditionFailed', description: 'If-Match does not match the webhook’s current ETag.', headers: [] },
   413: { name: 'PayloadTooLarge', description: 'The request body exceeds the size limit.', headers: [] },
   414: { name: 'UriTooLong', description: 'The request URI (or a path segment of it) is too long.', headers: [], beforeAuth: true },
@@ -231,6 +238,10 @@ const SUCCESS_DESCRIPTIONS: Readonly<Record<string, string>> = {
   listEventTypes: 'The catalog of event types.',
   getDispatchTargets: 'The webhooks that must receive this event, each with the secrets to sign it with.',
   disableWebhook: 'The webhook, now DISABLED (unchanged if it already was).',
+  getDispatchSnapshot: 'Every ACTIVE webhook with its signing secrets, as of `position` (streamed).',
+  getDispatchChanges:
+    'The changes after the position: as Server-Sent Events (`text/event-stream`, one event per change, `id:` its ' +
+    'position) when asked for, else one page of them as JSON.',
   getLiveness: 'The process answers.',
   getReadiness: 'Ready: the stores answer and the read model is caught up.',
 };
@@ -242,6 +253,8 @@ const NO_STORE = new Set([
   'getWebhookHistory',
   'getWebhooksAsOf',
   'getDispatchTargets',
+  'getDispatchSnapshot',
+  'getDispatchChanges',
   'getLiveness',
   'getReadiness',
 ]);
@@ -330,6 +343,8 @@ function finishDocument(document: Json, options: OpenApiOptions): Json {
             : finishSuccess(isObject(declared) ? declared : {}, status, { path, method, operationId, authenticated, options });
       }
       operation.responses = finished;
+      // The change feed also streams, as Server-Sent Events, when the client accepts them.
+      if (operationId === 'getDispatchChanges') addEventStream(finished['200']);
       // The rotate body is optional (`{}` and no body mean the defaults).
       if (operationId === 'rotateWebhookSecret' && isObject(operation.requestBody)) operation.requestBody.required = false;
       // A PATCH body may also be sent as a JSON merge patch (RFC 7396): the same document.
@@ -341,6 +356,19 @@ function finishDocument(document: Json, options: OpenApiOptions): Json {
   }
   pruneComponents(document);
   return document;
+}
+
+/** The Server-Sent Events form of the change feed's answer, beside its JSON form. */
+function addEventStream(response: unknown): void {
+  if (!isObject(response) || !isObject(response.content)) return;
+  response.content['text/event-stream'] = {
+    schema: {
+      type: 'string',
+      description:
+        'Events `id: <position>`, `event: webhook.upserted` (`data:` a DispatchFeedTarget as JSON) or `event: ' +
+        'webhook.removed` (`data:` a DispatchFeedRemoval), and `: keep-alive` comments at least every 15 s.',
+    },
+  };
 }
 
 function errorRef(status: number): Json {

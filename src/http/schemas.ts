@@ -250,6 +250,80 @@ export const dispatchTargets = z
   })
   .meta({ id: 'DispatchTargets' });
 
+// ---- the dispatcher change feed (DESIGN.md §4b) ------------------------------------
+
+/** An opaque, ordered log position (the feed's `id:` and `next`). */
+export const feedPosition = z
+  .string()
+  .regex(/^\d{1,20}\/\d{1,20}$/, { message: 'must be a position the registry gave' })
+  .meta({ description: 'A log position, opaque: as the registry gave it.', example: '00000000000000000042/00000000000000000042' });
+
+export const feedTarget = z
+  .object({
+    id: z.string(),
+    organizationId: z.string(),
+    url: z.string(),
+    events: z.array(z.string()),
+    partnerIds: z
+      .array(z.string().meta({ format: 'uuid' }))
+      .meta({ description: 'The partners whose events it receives: the given ones, or the authorized set when none were given.' }),
+    status: z.enum(['ACTIVE']),
+    secrets: z
+      .array(
+        z.object({
+          secret: z.string().meta({ pattern: SECRET_PATTERN }),
+          expiresAt: timestamp.nullable().meta({ description: 'null for the current secret; a previous one signs until then.' }),
+        }),
+      )
+      .meta({ description: 'The current secret first, then previous ones inside their grace period, newest first.' }),
+    revision: z.number().int(),
+  })
+  .meta({ id: 'DispatchFeedTarget' });
+
+export const removedTarget = z.object({ id: z.string(), organizationId: z.string() }).meta({ id: 'DispatchFeedRemoval' });
+
+export const dispatchSnapshot = z
+  .object({ position: feedPosition, webhooks: z.array(feedTarget) })
+  .meta({ id: 'DispatchSnapshot' });
+
+export const MAX_FEED_WAIT_SECONDS = 30;
+export const MAX_FEED_LIMIT = 10_000;
+
+export const changesQuery = z.strictObject({
+  after: feedPosition
+    .optional()
+    .meta({ description: 'Changes after this position (a snapshot\'s `position`, a change\'s, or `next`). Absent: from now on.' }),
+  wait: z.coerce
+    .number({ message: 'must be a number' })
+    .int({ message: 'must be a whole number' })
+    .min(0, { message: `must be between 0 and ${MAX_FEED_WAIT_SECONDS}` })
+    .max(MAX_FEED_WAIT_SECONDS, { message: `must be between 0 and ${MAX_FEED_WAIT_SECONDS}` })
+    .default(0)
+    .meta({ description: 'Seconds to wait for a change when there is none yet (long-poll).' }),
+  limit: z.coerce
+    .number({ message: 'must be a number' })
+    .int({ message: 'must be a whole number' })
+    .min(1, { message: `must be between 1 and ${MAX_FEED_LIMIT}` })
+    .max(MAX_FEED_LIMIT, { message: `must be between 1 and ${MAX_FEED_LIMIT}` })
+    .default(1000),
+});
+
+export const changesHeaders = z.object({
+  'last-event-id': feedPosition.optional().meta({ description: 'Resumes like `after` (what an EventSource sends on reconnect).' }),
+});
+
+export const changeList = z
+  .object({
+    changes: z.array(
+      z.discriminatedUnion('type', [
+        z.object({ position: feedPosition, type: z.literal('webhook.upserted'), data: feedTarget }),
+        z.object({ position: feedPosition, type: z.literal('webhook.removed'), data: removedTarget }),
+      ]),
+    ),
+    next: feedPosition.meta({ description: 'Where to resume: the `after` of the next request.' }),
+  })
+  .meta({ id: 'DispatchChanges' });
+
 export const disableBody = z.strictObject({
   reason: z.string().min(1, { message: 'must not be empty' }).max(500, { message: 'must be at most 500 characters' }),
 });

@@ -159,8 +159,9 @@ class Driver {
           Object.fromEntries(
             this.api
               .parameters(op, 'query')
-              // A cursor is only valid when the server issued it: valid requests leave it out.
-              .filter((p) => p.name !== 'cursor' && (p.required || this.sampler.int(0, 1) === 1))
+              // A cursor or a feed position is only valid when the server issued it: valid requests leave it out;
+              // so they do a long-poll's wait, which would only make the run longer.
+              .filter((p) => !['cursor', 'after', 'wait'].includes(p.name) && (p.required || this.sampler.int(0, 1) === 1))
               .map((p) => [p.name, String(this.sampler.valid(p.schema))]),
           ));
     const search = new URLSearchParams(query).toString();

@@ -78,6 +78,8 @@ describe('the OpenAPI document, linted by Redocly (recommended rules)', () => {
       [
         'deleteWebhook',
         'disableWebhook',
+        'getDispatchChanges',
+        'getDispatchSnapshot',
         'getDispatchTargets',
         'getLiveness',
         'getReadiness',
