@@ -233,6 +233,41 @@ describe('applying events twice changes nothing', () => {
     },
   );
 
+  it('a second connection to the file answers dispatch lookups with what the first one writes, a rebuild included', async () => {
+    const file = path.join(scratch, `rm-${randomUUID()}.sqlite`);
+    const writer = openSqliteReadModel({ path: file });
+    const reader = openSqliteReadModel({ path: file });
+    models.push(writer, reader);
+    const lookups = async (model: SqliteReadModel): Promise<Snapshot['dispatch']> => (await snapshot(model, log)).dispatch;
+    // Both build their routing index on the empty file; then the writer's index follows its own batches
+    // and the reader's follows the file (rows changed since the checkpoint it reflects).
+    expect(Object.values(await lookups(reader)).flat()).toEqual([]);
+    expect(Object.values(await lookups(writer)).flat()).toEqual([]);
+    let checkpoint: string | null = null;
+    for (let i = 0; i < log.length; i += 7) {
+      const batch = log.slice(i, i + 7);
+      await writer.applyBatch(batch, checkpoint);
+      checkpoint = encodePosition(batch[batch.length - 1]!.position);
+      const fresh = openSqliteReadModel({ path: file });
+      models.push(fresh);
+      const expected = await lookups(fresh);
+      expect(await lookups(reader)).toEqual(expected);
+      expect(await lookups(writer)).toEqual(expected);
+    }
+    expect(await lookups(reader)).toEqual(reference.dispatch);
+    // A rebuild by the writer (from a shorter log) switches the tables under the reader.
+    const target = await writer.beginRebuild();
+    const half = log.slice(0, Math.floor(log.length / 2));
+    await target.applyBatch(half, null);
+    await target.commit();
+    const fresh = openSqliteReadModel({ path: file });
+    models.push(fresh);
+    const expected = await lookups(fresh);
+    expect(expected).not.toEqual(reference.dispatch);
+    expect(await lookups(reader)).toEqual(expected);
+    expect(await lookups(writer)).toEqual(expected);
+  });
+
   it('each event duplicated inside one batch changes nothing', async () => {
     const model = freshModel();
     await model.applyBatch(
@@ -269,7 +304,7 @@ describe('applying events twice changes nothing', () => {
     DROP TABLE webhook_patterns;
     CREATE TABLE webhook_patterns (pattern TEXT NOT NULL, webhook_id TEXT NOT NULL, PRIMARY KEY (pattern, webhook_id)) WITHOUT ROWID;
     INSERT INTO webhook_patterns SELECT e.value, w.id FROM webhooks w, json_each(w.doc, '$.events') e WHERE w.deleted = 0;
-    DROP TABLE webhook_dispatch;
+    DROP TABLE IF EXISTS webhook_dispatch;
     CREATE TABLE webhook_dispatch (partner_id TEXT NOT NULL, pattern TEXT NOT NULL, webhook_id TEXT NOT NULL,
       organization_id TEXT NOT NULL, url TEXT NOT NULL, events TEXT NOT NULL, secret TEXT NOT NULL, previous_secrets TEXT,
       PRIMARY KEY (partner_id, pattern, webhook_id)) WITHOUT ROWID;
@@ -280,12 +315,18 @@ describe('applying events twice changes nothing', () => {
       WHERE w.deleted = 0 AND w.status = 'ACTIVE';`;
 
   it.each([
-    ['without a dispatch index', 'DROP TABLE webhook_dispatch'],
     [
-      'with the dispatch index of webhook ids only',
-      `DROP TABLE webhook_dispatch;
-       CREATE TABLE webhook_dispatch (partner_id TEXT NOT NULL, pattern TEXT NOT NULL, webhook_id TEXT NOT NULL,
-         PRIMARY KEY (partner_id, pattern, webhook_id)) WITHOUT ROWID;`,
+      'without the position index',
+      (db: Database.Database) => {
+        const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'webhooks_by_position_%'").pluck().all();
+        expect(names).toHaveLength(1);
+        db.exec(`DROP INDEX "${String(names[0])}"`);
+      },
+    ],
+    [
+      'with a dispatch table of seqs',
+      `CREATE TABLE webhook_dispatch (partner_id TEXT NOT NULL, pattern TEXT NOT NULL, seq INTEGER NOT NULL,
+         PRIMARY KEY (partner_id, pattern, seq)) WITHOUT ROWID;`,
     ],
     ['with views as JSON documents and index rows carrying their targets', DOCUMENT_LAYOUT],
     [
@@ -312,8 +353,9 @@ describe('applying events twice changes nothing', () => {
     await model.applyBatch(log, null);
     await model.close();
     const raw = new Database(file);
-    raw.exec(downgrade);
-    if (downgrade.includes('$.previousSecretExpiresAt')) {
+    if (typeof downgrade === 'function') downgrade(raw);
+    else raw.exec(downgrade);
+    if (typeof downgrade === 'string' && downgrade.includes('$.previousSecretExpiresAt')) {
       // The scenario's rotations leave previous secrets in the old shape for the migration to carry over.
       const legacy = raw.prepare("SELECT count(*) AS n FROM webhooks WHERE json_type(doc, '$.previousSecret') = 'object'").get();
       expect(legacy).not.toEqual({ n: 0 });
@@ -322,6 +364,9 @@ describe('applying events twice changes nothing', () => {
     const reopened = openSqliteReadModel({ path: file });
     models.push(reopened);
     expect(await snapshot(reopened, log)).toEqual(reference);
+    const schema = reopened.database.prepare("SELECT type, name FROM sqlite_master WHERE name LIKE 'webhook%'").all();
+    expect(schema).toContainEqual({ type: 'index', name: expect.stringMatching(/^webhooks_by_position_/) as string });
+    expect(schema).not.toContainEqual(expect.objectContaining({ name: 'webhook_dispatch' }));
   });
 
   it('a stale expected checkpoint is refused and leaves everything as it was', async () => {

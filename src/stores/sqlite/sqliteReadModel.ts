@@ -1,13 +1,13 @@
 // The embedded read model: a SQLite file beside the log, in a compact layout.
 // A webhook is one row of typed columns (arrays as small JSON texts, no JSON
-// document), keyed by `seq`, an integer given in insertion order. The index
-// rows are small and keyed by that integer: one per subscribed pattern (for
-// listing by event) and one per (partner, pattern) an ACTIVE webhook must
-// receive (the dispatch index). New rows therefore land at the end of their
-// b-tree range instead of at a random place, so a batch of registrations
-// dirties a few pages instead of several per event, and a dispatch lookup is
-// one index range per matching pattern plus one row fetch per target — its
-// cost follows the number of targets, not the number of webhooks.
+// document), keyed by `seq`, an integer given in insertion order. The pattern
+// index (for listing by event) has one small row per subscribed pattern keyed
+// by that integer, so new rows land at the end of their b-tree range instead
+// of at a random place. The dispatch index lives in memory (routingIndex.ts):
+// (partner, pattern) → seqs, synced from the rows changed since the
+// checkpoint it reflects (an index on `position`), so other processes writing
+// the same file are seen too. A dispatch lookup reads one row per candidate,
+// so its cost follows the number of targets, not the number of webhooks.
 // It is rebuildable from the log at any time, so it runs with synchronous=NORMAL.
 //
 // A rebuild fills a private temporary database first (no WAL, no fsync, pages
@@ -20,19 +20,18 @@
 // transaction.
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { RoutingIndex, rowQualifies, type RoutedRow } from './routingIndex.ts';
 import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
 import { nextView, upgradeStoredView, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
 import type { WebhookStatus } from '../../domain/webhook.ts';
 import {
-  dispatchable,
   eventFilterPatterns,
   keyEntryOfRow,
   previousSecretRows,
   previousSecretsOfRows,
   samePatterns,
-  sameStrings,
   type KeyRow,
   type PreviousSecretRow,
 } from '../webhookRows.ts';
@@ -61,15 +60,14 @@ const STAGE_SCHEMA = 'rebuild_stage';
 const LIVE: TableSet = { schema: 'main', suffix: '' };
 const NEXT: TableSet = { schema: 'main', suffix: '_next' };
 const STAGE: TableSet = { schema: STAGE_SCHEMA, suffix: '' };
-const TABLES = ['webhooks', 'webhook_patterns', 'webhook_dispatch', 'idempotency_keys', 'checkpoint'] as const;
+const TABLES = ['webhooks', 'webhook_patterns', 'idempotency_keys', 'checkpoint'] as const;
 type TableName = (typeof TABLES)[number];
 /** Tables of earlier versions of this schema, dropped wherever a table set is replaced. */
-const LEGACY_TABLES = ['webhook_partners'] as const;
+const LEGACY_TABLES = ['webhook_partners', 'webhook_dispatch'] as const;
 /** Primary-key columns, the order a rebuild copies each table in. */
 const PRIMARY_KEYS: Record<TableName, readonly string[]> = {
   webhooks: ['seq'],
   webhook_patterns: ['pattern', 'seq'],
-  webhook_dispatch: ['partner_id', 'pattern', 'seq'],
   idempotency_keys: ['organization_id', 'key_hash'],
   checkpoint: ['id'],
 };
@@ -143,12 +141,6 @@ function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 's
       seq     INTEGER NOT NULL,
       PRIMARY KEY (pattern, seq)
     ) WITHOUT ROWID;
-    CREATE TABLE ${t('webhook_dispatch')} (
-      partner_id TEXT NOT NULL,
-      pattern    TEXT NOT NULL,
-      seq        INTEGER NOT NULL,
-      PRIMARY KEY (partner_id, pattern, seq)
-    ) WITHOUT ROWID;
     CREATE TABLE ${t('idempotency_keys')} (
       organization_id TEXT NOT NULL,
       key_hash        TEXT NOT NULL,
@@ -188,10 +180,6 @@ function deriveStagedIndexes(db: Database.Database, set: TableSet): void {
     INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, seq)
       SELECT e.value, w.seq FROM ${t('webhooks')} w, json_each(w.events) e
       WHERE w.deleted = 0 ORDER BY 1, 2;
-    INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, seq)
-      SELECT p.value, e.value, w.seq FROM ${t('webhooks')} w, json_each(coalesce(w.partner_ids, w.authorized_partner_ids)) p,
-        json_each(w.events) e
-      WHERE w.deleted = 0 AND w.status = 'ACTIVE' ORDER BY 1, 2, 3;
     INSERT OR IGNORE INTO ${t('idempotency_keys')} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
       SELECT organization_id, key_hash, webhook_id, fingerprint, first_used_at FROM ${set.schema}.${KEY_LOG}
       ORDER BY organization_id, key_hash, rowid;
@@ -203,8 +191,24 @@ function createIndexes(db: Database.Database, set: TableSet): void {
   // Index names carry a generation so a rebuilt table set can be renamed into
   // place without colliding with the indexes of the set it replaces.
   const gen = randomBytes(4).toString('hex');
-  db.exec(
-    `CREATE INDEX ${set.schema}.webhooks_by_org_${gen} ON webhooks${set.suffix} (organization_id, created_at, id) WHERE deleted = 0`,
+  db.exec(`
+    CREATE INDEX ${set.schema}.webhooks_by_org_${gen} ON webhooks${set.suffix} (organization_id, created_at, id) WHERE deleted = 0;
+    CREATE INDEX ${set.schema}.${POSITION_INDEX}${gen} ON webhooks${set.suffix} (position);
+  `);
+}
+
+/**
+ * Rows by the log position of their last event: how a process finds the rows
+ * changed since the checkpoint its routing index reflects. Positions only
+ * grow, so this b-tree is appended to.
+ */
+const POSITION_INDEX = 'webhooks_by_position_';
+
+function hasPositionIndex(db: Database.Database): boolean {
+  return (
+    db
+      .prepare("SELECT 1 FROM main.sqlite_master WHERE type = 'index' AND tbl_name = 'webhooks' AND name LIKE ? ESCAPE '\\'")
+      .get(`${POSITION_INDEX.replaceAll('_', '\\_')}%`) !== undefined
   );
 }
 
@@ -220,16 +224,9 @@ function tableExists(db: Database.Database, name: string): boolean {
   return db.prepare('SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?').get('table', name) !== undefined;
 }
 
-/** True when the live tables are in today's layout (typed view rows, index rows keyed by `seq`). */
+/** True when the live tables are in today's layout (typed view rows, pattern rows keyed by `seq`). */
 function currentLayout(db: Database.Database): boolean {
-  return (
-    columnExists(db, 'webhooks', 'seq') &&
-    tableExists(db, 'webhook_patterns') &&
-    columnExists(db, 'webhook_patterns', 'seq') &&
-    tableExists(db, 'webhook_dispatch') &&
-    columnExists(db, 'webhook_dispatch', 'seq') &&
-    !columnExists(db, 'webhook_dispatch', 'url')
-  );
+  return columnExists(db, 'webhooks', 'seq') && tableExists(db, 'webhook_patterns') && columnExists(db, 'webhook_patterns', 'seq');
 }
 
 /**
@@ -334,12 +331,6 @@ function viewOfColumns(row: ViewColumns, from: number): WebhookView {
   };
 }
 
-/** True when the dispatch index rows of `a` (none when null) are already those of `b`: they carry no targets, only keys. */
-function sameDispatchKeys(a: WebhookView | null, b: WebhookView): boolean {
-  if (a === null || !dispatchable(a)) return !dispatchable(b);
-  return dispatchable(b) && sameStrings(a.events, b.events) && sameStrings(a.effectivePartnerIds, b.effectivePartnerIds);
-}
-
 /** A stored view and the `seq` its index rows point at. */
 interface StoredView {
   readonly seq: number;
@@ -349,7 +340,8 @@ interface StoredView {
 /** Statements over one table set (the live one, or the one a rebuild fills). */
 class ViewTables {
   private readonly s;
-  readonly applyBatch: (events: readonly RecordedEvent[], expectedCheckpoint: string | null) => void;
+  /** Applies a batch atomically; returns the rows it wrote (each webhook's last state in the batch). */
+  readonly applyBatch: (events: readonly RecordedEvent[], expectedCheckpoint: string | null) => StoredView[];
 
   /**
    * `staged`: the set a rebuild fills, which keeps only the views and a list
@@ -381,12 +373,6 @@ class ViewTables {
         .pluck(),
       deletePattern: db.prepare<[string, number]>(`DELETE FROM ${t('webhook_patterns')} WHERE pattern = ? AND seq = ?`),
       insertPattern: db.prepare<[string, number]>(`INSERT OR IGNORE INTO ${t('webhook_patterns')} (pattern, seq) VALUES (?, ?)`),
-      deleteDispatch: db.prepare<[string, string, number]>(
-        `DELETE FROM ${t('webhook_dispatch')} WHERE partner_id = ? AND pattern = ? AND seq = ?`,
-      ),
-      insertDispatch: db.prepare<[string, string, number]>(
-        `INSERT OR IGNORE INTO ${t('webhook_dispatch')} (partner_id, pattern, seq) VALUES (?, ?, ?)`,
-      ),
       insertKey: db.prepare<[string, string, string, string, string]>(
         staged
           ? `INSERT INTO ${set.schema}.${KEY_LOG} (organization_id, key_hash, webhook_id, fingerprint, first_used_at)
@@ -409,13 +395,24 @@ class ViewTables {
           )
           .raw(),
       patternTable: t('webhook_patterns'),
-      dispatchTable: t('webhook_dispatch'),
-      webhookTable: t('webhooks'),
+      // What the routing index needs of a row: seq, status, deleted, events, partner_ids, authorized_partner_ids.
+      routesChangedSince: db
+        .prepare<[string], RouteColumns>(`SELECT ${ROUTE_COLUMNS} FROM ${t('webhooks')} WHERE position > ? ORDER BY position`)
+        .raw(),
+      routesOfDispatchable: db
+        .prepare<[], RouteColumns>(`SELECT ${ROUTE_COLUMNS} FROM ${t('webhooks')} WHERE deleted = 0 AND status = 'ACTIVE'`)
+        .raw(),
+      target: db
+        .prepare<[number], TargetColumns>(
+          `SELECT ${ROUTE_COLUMNS}, id, organization_id, url, secret_key_id, secret_iv, secret_ciphertext, previous_secrets
+           FROM ${t('webhooks')} WHERE seq = ?`,
+        )
+        .raw(),
     };
     this.applyBatch = db.transaction((events: readonly RecordedEvent[], expectedCheckpoint: string | null) => {
       const actual = this.checkpoint();
       if (actual !== expectedCheckpoint) throw new CheckpointConflictError(expectedCheckpoint, actual);
-      if (events.length === 0) return;
+      if (events.length === 0) return [];
       // Views touched earlier in this batch, so one webhook's events chain without re-reading.
       const touched = new Map<string, StoredView | null>();
       for (const event of events) {
@@ -449,6 +446,9 @@ class ViewTables {
       if (actual === null || comparePositions(decodePosition(next), decodePosition(actual)) > 0) {
         this.s.setCheckpoint.run(next);
       }
+      const written: StoredView[] = [];
+      for (const stored of touched.values()) if (stored !== null) written.push(stored);
+      return written;
     });
   }
 
@@ -479,18 +479,6 @@ class ViewTables {
     if (!samePatterns(before, view)) {
       if (before !== null && !before.deleted) for (const p of before.events) this.s.deletePattern.run(p, seq);
       if (!view.deleted) for (const p of view.events) this.s.insertPattern.run(p, seq);
-    }
-    if (!sameDispatchKeys(before, view)) {
-      if (before !== null && dispatchable(before)) {
-        for (const partner of before.effectivePartnerIds) {
-          for (const pattern of before.events) this.s.deleteDispatch.run(partner, pattern, seq);
-        }
-      }
-      if (dispatchable(view)) {
-        for (const partner of view.effectivePartnerIds) {
-          for (const pattern of view.events) this.s.insertDispatch.run(partner, pattern, seq);
-        }
-      }
     }
   }
 
@@ -537,33 +525,29 @@ class ViewTables {
     return stmt.all(...params).map((r) => viewOfColumns(r, 0));
   }
 
-  private readonly dispatchStatements = new Map<number, Database.Statement<unknown[], DispatchRow>>();
+  /** The routes of every dispatchable row, for a routing index built from scratch. */
+  dispatchableRoutes(): RoutedRow[] {
+    return this.s.routesOfDispatchable.all().map(routedRow);
+  }
 
-  dispatchTargets(eventType: string, partnerId: string): DispatchView[] {
-    const keys = patternsMatching(eventType);
-    let stmt = this.dispatchStatements.get(keys.length);
-    if (!stmt) {
-      // Rows as arrays (no object per row), de-duplicated and ordered here: cheaper than GROUP BY's temp b-tree.
-      stmt = this.db
-        .prepare<unknown[], DispatchRow>(
-          `SELECT w.id, w.organization_id, w.url, w.events, w.secret_key_id, w.secret_iv, w.secret_ciphertext, w.previous_secrets
-           FROM ${this.s.dispatchTable} d JOIN ${this.s.webhookTable} w ON w.seq = d.seq
-           WHERE d.partner_id = ? AND d.pattern IN (${keys.map(() => '?').join(',')})`,
-        )
-        .raw(true);
-      this.dispatchStatements.set(keys.length, stmt);
-    }
-    const rows = stmt.all(partnerId, ...keys);
-    // A webhook matching through two of its patterns has a row for each, with the same columns.
-    const seen = new Set<string>();
-    const unique: DispatchRow[] = [];
-    for (const row of rows) {
-      if (seen.has(row[0])) continue;
-      seen.add(row[0]);
-      unique.push(row);
-    }
-    unique.sort((a, b) => (a[0] < b[0] ? -1 : 1));
-    return unique.map(dispatchViewOfRow);
+  /** The rows written after `checkpoint` (every row when null), dispatchable or not. */
+  routesChangedSince(checkpoint: string | null): RoutedRow[] {
+    return this.s.routesChangedSince.all(checkpoint ?? '').map(routedRow);
+  }
+
+  /** The dispatch view of row `seq` if, as stored now, it must receive `patterns` for `partnerId`; else null. */
+  target(seq: number, partnerId: string, patterns: readonly string[]): DispatchView | null {
+    const row = this.s.target.get(seq);
+    if (row === undefined || !rowQualifies(routedRow(row), partnerId, patterns)) return null;
+    const [, , , events, , , id, organizationId, url, keyId, iv, ciphertext, previous] = row;
+    return {
+      id,
+      organizationId,
+      url,
+      events: JSON.parse(events) as string[],
+      secret: { keyId, iv, ciphertext },
+      previousSecrets: previous === null ? [] : previousSecretsOfRows(JSON.parse(previous) as PreviousSecretRow[]),
+    };
   }
 
   findKey(organizationId: string, keyHash: string): IdempotencyKeyEntry | null {
@@ -576,17 +560,29 @@ class ViewTables {
   }
 }
 
-/** A dispatch target's columns in order: id, organization, url, events (JSON), secret (key id, iv, ciphertext), previous secrets (JSON or null). */
-type DispatchRow = [string, string, string, string, string, string, string, string | null];
+/** The columns the routing index reads, in order. */
+const ROUTE_COLUMNS = 'seq, status, deleted, events, partner_ids, authorized_partner_ids';
+type RouteColumns = [seq: number, status: string, deleted: number, events: string, partnerIds: string | null, authorized: string];
+/** ROUTE_COLUMNS, then what a dispatcher needs (id, organization, url, secret, previous secrets). */
+type TargetColumns = [
+  ...RouteColumns,
+  id: string,
+  organizationId: string,
+  url: string,
+  keyId: string,
+  iv: string,
+  ciphertext: string,
+  previousSecrets: string | null,
+];
 
-function dispatchViewOfRow([id, organizationId, url, events, keyId, iv, ciphertext, previous]: DispatchRow): DispatchView {
+function routedRow(row: RouteColumns | TargetColumns): RoutedRow {
+  const events = JSON.parse(row[3]) as string[];
   return {
-    id,
-    organizationId,
-    url,
-    events: JSON.parse(events) as string[],
-    secret: { keyId, iv, ciphertext },
-    previousSecrets: previous === null ? [] : previousSecretsOfRows(JSON.parse(previous) as PreviousSecretRow[]),
+    seq: row[0],
+    status: row[1],
+    deleted: row[2] === 1,
+    events,
+    partners: JSON.parse(row[4] ?? row[5]) as string[],
   };
 }
 
@@ -599,6 +595,22 @@ export class SqliteReadModel implements ReadModel {
   private live: ViewTables;
   private closed = false;
   private readonly checkpointer: WalCheckpointer;
+  /** The dispatch index (routingIndex.ts), built at the first lookup and kept current from then on. */
+  private readonly routing = new RoutingIndex();
+  private routingState:
+    | { readonly built: false }
+    | {
+        readonly built: true;
+        /** The checkpoint the index reflects: every row written up to it is in. */
+        checkpoint: string | null;
+        /** PRAGMA data_version then: it changes when another connection commits to the file. */
+        dataVersion: number;
+        /** PRAGMA schema_version then: a rebuild in another process renames the tables. */
+        schemaVersion: number;
+        /** Set when a batch was applied here that the index did not take (it then syncs like for another writer). */
+        behind: boolean;
+      } = { built: false };
+  private readonly lookupTransaction: <T>(work: () => T) => T;
 
   constructor(options: SqliteReadModelOptions) {
     this.db = new Database(options.path);
@@ -609,15 +621,58 @@ export class SqliteReadModel implements ReadModel {
     this.db.transaction(() => {
       if (!tableExists(this.db, 'webhooks')) createTables(this.db, LIVE);
       else if (!currentLayout(this.db)) migrateLayout(this.db);
+      else {
+        // Today's layout, maybe without the position index or with a dispatch table of an earlier version.
+        for (const t of LEGACY_TABLES) this.db.exec(`DROP TABLE IF EXISTS main.${t}`);
+        if (!hasPositionIndex(this.db)) {
+          this.db.exec(`CREATE INDEX main.${POSITION_INDEX}${randomBytes(4).toString('hex')} ON webhooks (position)`);
+        }
+      }
     }).immediate();
     this.live = new ViewTables(this.db, LIVE);
+    // A read transaction: the sync and the rows a lookup reads are one snapshot of the file.
+    const lookup = this.db.transaction((work: () => unknown) => work());
+    this.lookupTransaction = <T>(work: () => T): T => lookup(work) as T;
   }
 
   applyBatch(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
     return run(() => {
-      this.live.applyBatch(events, expectedCheckpoint);
+      const written = this.live.applyBatch(events, expectedCheckpoint);
       this.checkpointer.committed();
+      const state = this.routingState;
+      if (!state.built || written.length === 0) return;
+      // The batch moved the checkpoint from expectedCheckpoint: if the index was there, it takes the batch's rows.
+      if (state.behind || state.checkpoint !== expectedCheckpoint) {
+        state.behind = true;
+        return;
+      }
+      for (const { seq, view } of written) {
+        this.routing.add({ seq, status: view.status, deleted: view.deleted, events: view.events, partners: view.effectivePartnerIds });
+      }
+      state.checkpoint = this.live.checkpoint();
     });
+  }
+
+  /** Brings the routing index up to what the file holds now; call inside lookupTransaction. */
+  private syncRouting(): void {
+    const state = this.routingState;
+    const dataVersion = this.db.pragma('data_version', { simple: true }) as number;
+    if (state.built && !state.behind && state.dataVersion === dataVersion) return;
+    const schemaVersion = this.db.pragma('schema_version', { simple: true }) as number;
+    const checkpoint = this.live.checkpoint();
+    if (!state.built || state.schemaVersion !== schemaVersion) {
+      this.routing.clear();
+      for (const row of this.live.dispatchableRoutes()) this.routing.add(row);
+    } else if (state.checkpoint !== checkpoint) {
+      for (const row of this.live.routesChangedSince(state.checkpoint)) this.routing.add(row);
+    }
+    this.routingState = { built: true, checkpoint, dataVersion, schemaVersion, behind: false };
+  }
+
+  /** After this process switched table sets: the index is built afresh at the next lookup. */
+  private resetRouting(): void {
+    this.routing.clear();
+    this.routingState = { built: false };
   }
 
   checkpoint(): Promise<string | null> {
@@ -633,7 +688,14 @@ export class SqliteReadModel implements ReadModel {
   }
 
   dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
-    return run(() => this.live.dispatchTargets(eventType, partnerId));
+    return run(() =>
+      this.lookupTransaction(() => {
+        this.syncRouting();
+        const patterns = patternsMatching(eventType);
+        const targets = this.routing.lookup(partnerId, patterns, (seq) => this.live.target(seq, partnerId, patterns));
+        return targets.sort((a, b) => (a.id < b.id ? -1 : 1));
+      }),
+    );
   }
 
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null> {
@@ -653,6 +715,7 @@ export class SqliteReadModel implements ReadModel {
         createTables(this.db, LIVE);
       })();
       this.live = new ViewTables(this.db, LIVE);
+      this.resetRouting();
     });
   }
 
@@ -695,6 +758,7 @@ export class SqliteReadModel implements ReadModel {
               throw error;
             }
             this.live = new ViewTables(this.db, LIVE);
+            this.resetRouting();
           }),
         abort: () =>
           run(() => {
