@@ -120,12 +120,19 @@ export class WebhookCommands {
     const webhookId = webhookIdFor(ctx.organizationId, ctx.idempotencyKey);
     const keyHash = idempotencyKeyHash(ctx.organizationId, ctx.idempotencyKey);
     const stream = webhookStreamName(webhookId);
-    // No read of the stream first: the append below expects 'no_stream', and
-    // the writer checks that inside its transaction anyway, so a new
-    // registration (the common case) costs one look-up, not two. A retry
-    // under the same key conflicts there and is answered from the log.
-    const used = await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash);
-    if (used !== null && used.webhookId !== webhookId) throw keyReused();
+    // One look-up answers both questions: whether the key was used, and (it
+    // names this registration's webhook) whether the stream exists. A new
+    // registration (the common case) then reads no stream: the append below
+    // expects 'no_stream', which the writer checks inside its transaction. A
+    // retry is answered from the log without an append, unless its first use
+    // is not indexed yet and was another process's: then the append conflicts
+    // and the answer comes from the log all the same.
+    const used = this.keyClaims.get(keyHash) ?? (await this.readModel.findIdempotencyKey(ctx.organizationId, keyHash))?.webhookId;
+    if (used !== undefined && used !== webhookId) throw keyReused();
+    if (used !== undefined) {
+      const existing = await this.store.readStream(stream);
+      if (existing.length > 0) return this.replayRegistration(ctx, existing);
+    }
 
     const secret = input.secret ?? secretFromBytes(pooledRandomBytes(32));
     const context = { webhookId, organizationId: ctx.organizationId };
