@@ -4,6 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PARTNER_A, PARTNER_B, startRegistry, VALID_REGISTRATION, type TestRegistry } from '../support/registry.ts';
 import { expectProblem, settleProjection, WebhookApi } from '../support/webhookApi.ts';
+import { dispatchableAt } from '../../src/dispatch/changeFeed.ts';
+import { comparePositions, decodePosition } from '../../src/stores/eventStore.ts';
 
 interface Target {
   id: string;
@@ -152,6 +154,36 @@ describe('the dispatcher change feed', () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toEqual({ changes: [], next: expect.stringMatching(/^\d+\/\d+$/) as string });
     expect(answer.body.next >= head.body.position).toBe(true);
+  });
+
+  it('answers a waiting long-poll with the change that arrives while it waits', async () => {
+    const head = await registry.request<Changes>('GET', '/internal/v1/changes', { token: dispatcher });
+    // Waits up to 25 s; the registration below must end the wait with its change (else the answer is empty).
+    const waiting = changes(`?after=${head.body.next}&wait=25`);
+    await new Promise((r) => setTimeout(r, 100));
+    const hook = await acme.registered(VALID_REGISTRATION);
+    const answer = await waiting;
+    expect(answer.status).toBe(200);
+    expect(answer.body.changes.map((c) => c.data.id)).toEqual([hook.id]);
+  });
+
+  it('builds the snapshot at its position even from views the read model has moved past', async () => {
+    const { store, readModel } = registry.server.core;
+    const kept = await acme.registered(VALID_REGISTRATION);
+    const paused = await acme.registered(VALID_REGISTRATION);
+    const at = (await store.headPosition())!;
+    await acme.patched(kept.id, { url: 'https://hooks.example.com/moved' });
+    await acme.patched(paused.id, { status: 'PAUSED' });
+    const later = await acme.registered(VALID_REGISTRATION);
+    await settleProjection(registry);
+    const views = [];
+    for await (const view of dispatchableAt(store, readModel, at)) views.push(view);
+    const byId = new Map(views.map((v) => [v.id, v]));
+    expect(byId.get(kept.id)).toMatchObject({ url: VALID_REGISTRATION.url, revision: 0 });
+    expect(byId.get(paused.id)).toMatchObject({ status: 'ACTIVE', revision: 0 });
+    expect(byId.has(later.id)).toBe(false);
+    // Every view is as it was at `at`: none newer.
+    for (const view of views) expect(comparePositions(decodePosition(view.position), at)).toBeLessThanOrEqual(0);
   });
 
   it('limits a page and resumes exactly after its last change', async () => {
