@@ -86,7 +86,7 @@ const schema = z
     KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
     PROJECTOR_MAX_LAG_SECONDS: z.coerce.number().positive().default(30),
     /** Changes the dispatcher feed keeps for resuming clients; an older position is 410 (bootstrap from the snapshot). */
-    CHANGE_FEED_CAPACITY: positiveInt.default(100_000),
+    CHANGE_FEED_CAPACITY: positiveInt.default(20_000),
     /** At most this long between two messages on a change-feed stream (a `: keep-alive` comment when idle). */
     CHANGE_FEED_KEEPALIVE_MS: positiveInt.max(15_000).default(15_000),
   })

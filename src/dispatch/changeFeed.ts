@@ -116,7 +116,12 @@ export type FeedRead =
   | { readonly kind: 'gone' };
 
 export class ChangeFeed {
-  private readonly ring: (FeedChange | undefined)[];
+  // The ring, as parallel arrays: a change costs its JSON text and 17 bytes, not a graph of objects.
+  private readonly commits: BigUint64Array;
+  private readonly prepares: BigUint64Array;
+  private readonly removals: Uint8Array;
+  private readonly payloads: string[];
+  private readonly capacity: number;
   private first = 0;
   private count = 0;
   /** Every change after this position is in the ring (undefined until the follower started). */
@@ -134,7 +139,11 @@ export class ChangeFeed {
     private readonly readModel: ReadModel,
     private readonly options: ChangeFeedOptions,
   ) {
-    this.ring = new Array<FeedChange | undefined>(options.capacity);
+    this.capacity = options.capacity;
+    this.commits = new BigUint64Array(options.capacity);
+    this.prepares = new BigUint64Array(options.capacity);
+    this.removals = new Uint8Array(options.capacity);
+    this.payloads = new Array<string>(options.capacity);
     this.viewCacheSize = options.viewCacheSize ?? 10_000;
   }
 
@@ -194,7 +203,7 @@ export class ChangeFeed {
     let hi = this.count;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (comparePositions(this.at(mid).position, after) <= 0) lo = mid + 1;
+      if (this.compareAt(mid, after) <= 0) lo = mid + 1;
       else hi = mid;
     }
     const end = Math.min(this.count, lo + limit);
@@ -220,21 +229,80 @@ export class ChangeFeed {
     });
   }
 
+  /** Compares the i-th change's position (0 = oldest held) with `position`. */
+  private compareAt(i: number, position: Position): number {
+    const slot = (this.first + i) % this.capacity;
+    const commit = this.commits[slot]!;
+    if (commit !== position.commit) return commit < position.commit ? -1 : 1;
+    const prepare = this.prepares[slot]!;
+    return prepare === position.prepare ? 0 : prepare < position.prepare ? -1 : 1;
+  }
+
   private at(i: number): FeedChange {
-    return this.ring[(this.first + i) % this.ring.length]!;
+    const slot = (this.first + i) % this.capacity;
+    const position = { commit: this.commits[slot]!, prepare: this.prepares[slot]! };
+    const payload = JSON.parse(this.payloads[slot]!) as unknown[];
+    if (this.removals[slot] === 1) {
+      const [id, organizationId] = payload as [string, string];
+      return { position, type: 'webhook.removed', target: { id, organizationId } };
+    }
+    const [id, organizationId, url, events, partnerIds, revision, secret, previous] = payload as [
+      string,
+      string,
+      string,
+      string[],
+      string[],
+      number,
+      [string, string, string],
+      [string, string, string, string][],
+    ];
+    return {
+      position,
+      type: 'webhook.upserted',
+      target: {
+        id,
+        organizationId,
+        url,
+        events,
+        partnerIds,
+        revision,
+        secret: { keyId: secret[0], iv: secret[1], ciphertext: secret[2] },
+        previousSecrets: previous.map(([keyId, iv, ciphertext, expiresAt]) => ({ secret: { keyId, iv, ciphertext }, expiresAt })),
+      },
+    };
   }
 
   private push(change: FeedChange): void {
-    const capacity = this.ring.length;
-    if (this.count === capacity) {
+    let slot: number;
+    if (this.count === this.capacity) {
       // The oldest change leaves: a client must now be at or after it to resume.
-      this.originPosition = this.ring[this.first]!.position;
-      this.ring[this.first] = change;
-      this.first = (this.first + 1) % capacity;
+      slot = this.first;
+      this.originPosition = { commit: this.commits[slot]!, prepare: this.prepares[slot]! };
+      this.first = (this.first + 1) % this.capacity;
+    } else {
+      slot = (this.first + this.count) % this.capacity;
+      this.count++;
+    }
+    this.commits[slot] = change.position.commit;
+    this.prepares[slot] = change.position.prepare;
+    const t = change.target;
+    if (change.type === 'webhook.removed') {
+      this.removals[slot] = 1;
+      this.payloads[slot] = JSON.stringify([t.id, t.organizationId]);
       return;
     }
-    this.ring[(this.first + this.count) % capacity] = change;
-    this.count++;
+    const target = t as FeedTarget;
+    this.removals[slot] = 0;
+    this.payloads[slot] = JSON.stringify([
+      target.id,
+      target.organizationId,
+      target.url,
+      target.events,
+      target.partnerIds,
+      target.revision,
+      [target.secret.keyId, target.secret.iv, target.secret.ciphertext],
+      target.previousSecrets.map((p) => [p.secret.keyId, p.secret.iv, p.secret.ciphertext, p.expiresAt]),
+    ]);
   }
 
   private notify(): void {
