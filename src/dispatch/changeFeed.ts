@@ -105,7 +105,7 @@ export interface FeedLogger {
 export interface ChangeFeedOptions {
   /** Changes kept for resuming clients (CHANGE_FEED_CAPACITY). */
   readonly capacity: number;
-  /** Recent views kept to compute the next one without reading the stream (default 10 000). */
+  /** Recent views kept to compute the next one without reading the stream (default 4 096, ~1 KB each). */
   readonly viewCacheSize?: number;
   readonly logger: FeedLogger;
 }
@@ -144,7 +144,7 @@ export class ChangeFeed {
     this.prepares = new BigUint64Array(options.capacity);
     this.removals = new Uint8Array(options.capacity);
     this.payloads = new Array<string>(options.capacity);
-    this.viewCacheSize = options.viewCacheSize ?? 10_000;
+    this.viewCacheSize = options.viewCacheSize ?? 4096;
   }
 
   /** Whether the follower has started (origin known); until then the feed answers 503. */
