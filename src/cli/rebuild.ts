@@ -18,7 +18,7 @@ Interrupting it (Ctrl-C) leaves the live read model as it was.
 
   --progress         progress on stderr even when it is not a terminal
                      (a bar is drawn by default when stderr is a terminal)
-  --page-size <n>    events read from the log per page (default 10000); SQLite
+  --page-size <n>    events read from the log per page (default 1000); SQLite
                      applies a page in one transaction, MongoDB in transactions
                      of at most 1000 events and 4 MiB
 

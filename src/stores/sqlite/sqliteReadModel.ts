@@ -106,9 +106,10 @@ const VIEW_COLUMN_LIST = VIEW_COLUMNS.join(', ');
 
 /**
  * A new, empty table set: `live` with every index and the checkpoint row;
- * `stage` (what a rebuild applies events to) without the listing index, which
- * only readers of the live set use; `copy` bare, for a rebuild to copy its
- * staged rows into before indexing them.
+ * `stage` (what a rebuild applies events to) without any index — its views
+ * are found through a map of ids in memory (ViewTables, staged) and appended
+ * in seq order — and with a list of key uses; `copy` bare, for a rebuild to
+ * copy its staged rows into before indexing them.
  * Every index costs each registration a page write, so there are few: a
  * webhook's pattern and dispatch rows are deleted by their full keys (from the
  * previous view and its `seq`), not through an index by webhook.
@@ -118,7 +119,7 @@ function createTables(db: Database.Database, set: TableSet, purpose: 'live' | 's
   db.exec(`
     CREATE TABLE ${t('webhooks')} (
       seq                    INTEGER PRIMARY KEY,
-      id                     TEXT NOT NULL UNIQUE,
+      id                     TEXT NOT NULL, -- unique: webhooks_by_id_* (createIndexes; a rebuild's stage has none)
       organization_id        TEXT NOT NULL,
       url                    TEXT NOT NULL,
       events                 TEXT NOT NULL,
@@ -192,6 +193,7 @@ function createIndexes(db: Database.Database, set: TableSet): void {
   // place without colliding with the indexes of the set it replaces.
   const gen = randomBytes(4).toString('hex');
   db.exec(`
+    CREATE UNIQUE INDEX ${set.schema}.webhooks_by_id_${gen} ON webhooks${set.suffix} (id);
     CREATE INDEX ${set.schema}.webhooks_by_org_${gen} ON webhooks${set.suffix} (organization_id, created_at, id) WHERE deleted = 0;
     CREATE INDEX ${set.schema}.${POSITION_INDEX}${gen} ON webhooks${set.suffix} (position);
   `);
@@ -340,6 +342,8 @@ interface StoredView {
 /** Statements over one table set (the live one, or the one a rebuild fills). */
 class ViewTables {
   private readonly s;
+  /** Staged sets only: id → seq of every view, instead of a b-tree of random ids to insert into. */
+  private readonly stagedIds: Map<string, number> | undefined;
   /** Applies a batch atomically; returns the rows it wrote (each webhook's last state in the batch). */
   readonly applyBatch: (events: readonly RecordedEvent[], expectedCheckpoint: string | null) => StoredView[];
 
@@ -353,11 +357,20 @@ class ViewTables {
     private readonly staged = false,
   ) {
     const t = (name: TableName): string => tableName(set, name);
+    this.stagedIds = staged ? new Map() : undefined;
     const placeholders = VIEW_COLUMNS.map(() => '?').join(', ');
     this.s = {
       get: db.prepare<[string], unknown[]>(`SELECT seq, ${VIEW_COLUMN_LIST} FROM ${t('webhooks')} WHERE id = ?`).raw(),
+      getBySeq: db.prepare<[number], unknown[]>(`SELECT seq, ${VIEW_COLUMN_LIST} FROM ${t('webhooks')} WHERE seq = ?`).raw(),
+      append: db.prepare<unknown[]>(`INSERT INTO ${t('webhooks')} (${VIEW_COLUMN_LIST}) VALUES (${placeholders})`),
+      replace: db.prepare<unknown[]>(
+        `UPDATE ${t('webhooks')} SET (${VIEW_COLUMN_LIST}) = (${placeholders}) WHERE seq = ?`,
+      ),
       // `seq` comes from the row: new rows get the next integer, so they append to every b-tree keyed by it.
-      upsert: db
+      // (Not on a staged set, which has no unique index to conflict on.)
+      upsert: staged
+        ? undefined
+        : db
         .prepare<unknown[], number>(
           `INSERT INTO ${t('webhooks')} (${VIEW_COLUMN_LIST}) VALUES (${placeholders})
            ON CONFLICT (id) DO UPDATE SET ${VIEW_COLUMNS.filter((c) => c !== 'id')
@@ -366,7 +379,9 @@ class ViewTables {
            RETURNING seq`,
         )
         .pluck(),
-      insertNew: db
+      insertNew: staged
+        ? undefined
+        : db
         .prepare<unknown[], number>(
           `INSERT INTO ${t('webhooks')} (${VIEW_COLUMN_LIST}) VALUES (${placeholders}) ON CONFLICT (id) DO NOTHING RETURNING seq`,
         )
@@ -458,7 +473,11 @@ class ViewTables {
 
   /** Writes the view of a webhook not stored yet; null (and nothing written) when it is stored. */
   private insertNew(view: WebhookView): StoredView | null {
-    const seq = this.s.insertNew.get(...viewColumns(view));
+    if (this.stagedIds !== undefined) {
+      if (this.stagedIds.has(view.id)) return null;
+      return this.store(null, view);
+    }
+    const seq = this.s.insertNew!.get(...viewColumns(view));
     if (seq === undefined) return null;
     const stored = { seq, view };
     this.writeIndexes(null, stored);
@@ -467,7 +486,15 @@ class ViewTables {
 
   /** Writes `view` over `previous` (null: not stored) with the index rows that changed. */
   store(previous: StoredView | null, view: WebhookView): StoredView {
-    const seq = this.s.upsert.get(...viewColumns(view))!;
+    let seq: number;
+    if (this.stagedIds === undefined) seq = this.s.upsert!.get(...viewColumns(view))!;
+    else if (previous !== null) {
+      seq = previous.seq;
+      this.s.replace.run(...viewColumns(view), seq);
+    } else {
+      seq = Number(this.s.append.run(...viewColumns(view)).lastInsertRowid);
+      this.stagedIds.set(view.id, seq);
+    }
     const stored = { seq, view };
     this.writeIndexes(previous, stored);
     return stored;
@@ -483,7 +510,12 @@ class ViewTables {
   }
 
   private getStored(id: string): StoredView | null {
-    const row = this.s.get.get(id);
+    let row: unknown[] | undefined;
+    if (this.stagedIds === undefined) row = this.s.get.get(id);
+    else {
+      const seq = this.stagedIds.get(id);
+      row = seq === undefined ? undefined : this.s.getBySeq.get(seq);
+    }
     return row ? { seq: row[0] as number, view: viewOfColumns(row, 1) } : null;
   }
 
