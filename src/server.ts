@@ -62,7 +62,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const now = options.now ?? (() => new Date());
   let projector: Projector | undefined;
   let app: FastifyInstance | undefined;
-  // Started before the projector, so it starts at or before any checkpoint a snapshot can report.
+  // It starts at the read model's checkpoint as it reads it now: at or before any checkpoint a later snapshot reports.
   const changeFeed = new ChangeFeed(core.store, core.readModel, {
     capacity: config.CHANGE_FEED_CAPACITY,
     logger: logger.child({ component: 'change-feed' }),
