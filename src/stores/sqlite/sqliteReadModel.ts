@@ -557,9 +557,14 @@ class ViewTables {
     return stmt.all(...params).map((r) => viewOfColumns(r, 0));
   }
 
-  /** The routes of every dispatchable row, for a routing index built from scratch. */
-  dispatchableRoutes(): RoutedRow[] {
-    return this.s.routesOfDispatchable.all().map(routedRow);
+  /**
+   * The routes of every dispatchable row, one at a time, for a routing index
+   * built from scratch: a million rows decoded at once would be hundreds of
+   * MB of short-lived objects the heap keeps after. No other statement may
+   * run on this connection until the iteration ends.
+   */
+  *dispatchableRoutes(): Generator<RoutedRow> {
+    for (const row of this.s.routesOfDispatchable.iterate()) yield routedRow(row);
   }
 
   /** The rows written after `checkpoint` (every row when null), dispatchable or not. */
