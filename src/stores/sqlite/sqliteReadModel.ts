@@ -648,6 +648,9 @@ export class SqliteReadModel implements ReadModel {
         behind: boolean;
       } = { built: false };
   private readonly lookupTransaction: <T>(work: () => T) => T;
+  // Prepared once: db.pragma() prepares a statement on every call (2 % of a lookup bench's profile).
+  private readonly dataVersion: Database.Statement<[], number>;
+  private readonly schemaVersion: Database.Statement<[], number>;
 
   constructor(options: SqliteReadModelOptions) {
     this.db = new Database(options.path);
@@ -670,6 +673,8 @@ export class SqliteReadModel implements ReadModel {
     // A read transaction: the sync and the rows a lookup reads are one snapshot of the file.
     const lookup = this.db.transaction((work: () => unknown) => work());
     this.lookupTransaction = <T>(work: () => T): T => lookup(work) as T;
+    this.dataVersion = this.db.prepare<[], number>('PRAGMA data_version').pluck();
+    this.schemaVersion = this.db.prepare<[], number>('PRAGMA schema_version').pluck();
   }
 
   applyBatch(events: readonly RecordedEvent[], expectedCheckpoint: string | null): Promise<void> {
@@ -693,9 +698,9 @@ export class SqliteReadModel implements ReadModel {
   /** Brings the routing index up to what the file holds now; call inside lookupTransaction. */
   private syncRouting(): void {
     const state = this.routingState;
-    const dataVersion = this.db.pragma('data_version', { simple: true }) as number;
+    const dataVersion = this.dataVersion.get()!;
     if (state.built && !state.behind && state.dataVersion === dataVersion) return;
-    const schemaVersion = this.db.pragma('schema_version', { simple: true }) as number;
+    const schemaVersion = this.schemaVersion.get()!;
     const checkpoint = this.live.checkpoint();
     if (!state.built || state.schemaVersion !== schemaVersion) {
       this.routing.clear();
