@@ -105,8 +105,6 @@ export interface FeedLogger {
 export interface ChangeFeedOptions {
   /** Changes kept for resuming clients (CHANGE_FEED_CAPACITY). */
   readonly capacity: number;
-  /** Recent views kept to compute the next one without reading the stream (default 4 096, ~1 KB each). */
-  readonly viewCacheSize?: number;
   readonly logger: FeedLogger;
 }
 
@@ -128,8 +126,6 @@ export class ChangeFeed {
   private originPosition: Position | undefined;
   /** The last event the follower processed. */
   private processed: Position | undefined;
-  private readonly views = new Map<string, WebhookView>();
-  private readonly viewCacheSize: number;
   private readonly listeners = new Set<() => void>();
   private controller: AbortController | undefined;
   private loop: Promise<void> | undefined;
@@ -144,7 +140,6 @@ export class ChangeFeed {
     this.prepares = new BigUint64Array(options.capacity);
     this.removals = new Uint8Array(options.capacity);
     this.payloads = new Array<string>(options.capacity);
-    this.viewCacheSize = options.viewCacheSize ?? 4096;
   }
 
   /** Whether the follower has started (origin known); until then the feed answers 503. */
@@ -354,7 +349,6 @@ export class ChangeFeed {
     const change = nextView(previous, event);
     if (change.kind === 'skip') return;
     const view = change.view;
-    this.remember(view);
     const was = previous !== null && dispatchable(previous);
     if (dispatchable(view)) {
       if (was && sameDispatch(previous, view)) return;
@@ -364,22 +358,21 @@ export class ChangeFeed {
     }
   }
 
-  /** The view at `revision - 1`: from the cache when it holds exactly that, else folded from the stream. */
+  /**
+   * The view at `revision - 1`: the read model's when it is exactly there
+   * (usually: the projector is at or just behind the follower), else folded
+   * from the stream. No cache of views here: one held per recent webhook
+   * outlived V8's young generation, and collecting them was a quarter of
+   * the follower's CPU.
+   */
   private async viewBefore(id: string, revision: number): Promise<WebhookView> {
-    const cached = this.views.get(id);
-    if (cached !== undefined && cached.revision === revision - 1) return cached;
+    const stored = await this.readModel.getWebhook(id);
+    if (stored !== null && stored.revision === revision - 1) return stored;
     const view = await viewOfStream(this.store, id, (e) => e.revision < revision);
     if (view === null || view.revision !== revision - 1) {
       throw new Error(`webhook ${id}: the log has no revision ${revision - 1} before ${revision}`);
     }
     return view;
-  }
-
-  private remember(view: WebhookView): void {
-    // A Map keeps insertion order: re-inserting moves an entry to the end, the oldest is first.
-    this.views.delete(view.id);
-    this.views.set(view.id, view);
-    if (this.views.size > this.viewCacheSize) this.views.delete(this.views.keys().next().value!);
   }
 }
 
