@@ -57,6 +57,8 @@ export class SqliteEventStore implements EventStore {
   private closed = false;
   /** Settles when the commit in flight (if any) is answered. */
   private committing: Promise<void> | undefined;
+  /** The last page a subscription read (subscriptionPage). */
+  private lastPage: { readonly after: number; readonly events: RecordedEvent[] } | undefined;
   /** Live subscriptions waiting for the next commit. */
   private readonly waiters = new Set<() => void>();
 
@@ -170,7 +172,7 @@ export class SqliteEventStore implements EventStore {
   async *subscribe(options: SubscribeOptions): AsyncIterable<RecordedEvent[]> {
     let after = options.after === undefined ? 0 : Number(options.after.commit);
     while (!options.signal.aborted && !this.closed) {
-      const page = this.statements.readAll.all(after, SUBSCRIPTION_PAGE).map(toRecorded);
+      const page = this.subscriptionPage(after);
       if (page.length > 0) {
         after = Number(page[page.length - 1]!.position.commit);
         yield page;
@@ -181,6 +183,24 @@ export class SqliteEventStore implements EventStore {
       // later macrotask), so no commit slips between.
       await this.nextCommit(options.signal);
     }
+  }
+
+  /**
+   * The page of events after `after` for a subscription. Every subscription
+   * in this process (the projector, the change feed) asks for the same page
+   * after a commit, so the last page read is kept and handed out again:
+   * decoded once, not once per subscriber. A kept page is a prefix of what
+   * follows `after` even when more was committed since, so it stays valid;
+   * the subscriber reads on after its last event. Subscribers must not
+   * modify the events they get.
+   */
+  private subscriptionPage(after: number): RecordedEvent[] {
+    const kept = this.lastPage;
+    if (kept !== undefined && kept.after === after) return kept.events;
+    const events = this.statements.readAll.all(after, SUBSCRIPTION_PAGE).map(toRecorded);
+    Object.freeze(events);
+    if (events.length > 0) this.lastPage = { after, events };
+    return events;
   }
 
   /** Resolves at the next commit of this process, or after a short poll interval for commits of others. */
