@@ -10,7 +10,9 @@
 // commit) is asynchronous: it is charged the process's CPU (process.cpuUsage,
 // every thread) over `count` registrations run 50 at a time, as the HTTP
 // bench runs them. The projection is the read model's applyBatch over those
-// events in batches of 30 (the projector's batch size under that load).
+// events in batches of 30 (the projector's batch size under that load). The
+// change feed's follower (which every server runs beside the projector) is
+// timed over the same events, from the beginning of the log.
 // What remains of the HTTP bench's per-answer figure is fastify, the hooks
 // (auth, metrics, logging, rate limit) and the socket.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +27,9 @@ import { createSchemas, registeredResponse } from '../src/http/schemas.ts';
 import { serializerCompiler } from '../src/http/serializer.ts';
 import { createIdentity } from '../src/identity/identity.ts';
 import { loadDevIssuer } from '../src/identity/devIssuer.ts';
+import { ChangeFeed } from '../src/dispatch/changeFeed.ts';
 import { closeCore, loadEncryptionKeys, openCore } from '../src/runtime.ts';
+import { openSqliteReadModel } from '../src/stores/sqlite/sqliteReadModel.ts';
 import type { RecordedEvent } from '../src/stores/eventStore.ts';
 
 const countArg = process.argv.indexOf('--count');
@@ -114,7 +118,7 @@ try {
     results.push({
       phase: 'run the command (all threads)',
       us: (used.user + used.system) / COUNT,
-      note: `stream + key look-ups, secret, AES-GCM, event hash, append; ${IN_FLIGHT} in flight, ${(COUNT / (wallMs / 1000)).toFixed(0)}/s, fsync on`,
+      note: `key look-up, secret, AES-GCM, event hash, append; ${IN_FLIGHT} in flight, ${(COUNT / (wallMs / 1000)).toFixed(0)}/s, fsync on`,
     });
 
     // 6. The projection of those events into the read model, in the projector's batches.
@@ -145,10 +149,37 @@ try {
     results.push({
       phase: 'project the event',
       us: (usedP.user + usedP.system) / measured.length,
-      note: `SQLite read model applyBatch, ${BATCH} per transaction (view, pattern, dispatch and key rows)`,
+      note: `SQLite read model applyBatch, ${BATCH} per transaction (the view, its pattern and key rows; the dispatch index is in memory)`,
     });
 
-    // 7. The 201 body through the route's compiled serializer.
+    // 7. The change feed's follower over the same events, as every server runs it beside the projector.
+    {
+      // An empty read model, so the follower starts at the beginning of the log (it starts at the model's checkpoint).
+      const empty = openSqliteReadModel({ path: path.join(dataDir, 'feed-origin.sqlite') });
+      const feed = new ChangeFeed(core.store, empty, { capacity: config.CHANGE_FEED_CAPACITY, logger: { info() {}, error() {} } });
+      const head = (await core.store.headPosition())!;
+      const cpuF = process.cpuUsage();
+      const caughtUp = new Promise<void>((resolve) => {
+        const off = feed.onAdvance(() => {
+          if (feed.position !== undefined && feed.position.commit >= head.commit) {
+            off();
+            resolve();
+          }
+        });
+      });
+      feed.start();
+      await caughtUp;
+      const usedF = process.cpuUsage(cpuF);
+      await feed.stop();
+      await empty.close();
+      results.push({
+        phase: 'follow the change feed',
+        us: (usedF.user + usedF.system) / events.length,
+        note: 'the dispatcher feed: read and decode the log, nextView, one ring entry per change (from the read model checkpoint; pages not shared with a projector here)',
+      });
+    }
+
+    // 8. The 201 body through the route's compiled serializer.
     const serialize = serializerCompiler({ schema: registeredResponse, method: 'POST', url: '/v1/webhooks', httpStatus: '201' });
     const answer = await register(0);
     timeSync('serialize the answer', 'fast-json-stringify of the 201 body', () => serialize(answer.result));
