@@ -14,7 +14,13 @@
 //     fresh registrations vs the bare POST with the append → visible probe
 //     (figures 1 and 5), idempotent replays (figure 2);
 //  3. grow the log to 1 000 000 registrations, rebuild, start the registry and
-//     sample its RSS under lookups and registrations (figure 6).
+//     sample its RSS under lookups and registrations (figure 6); a dispatch
+//     replica in a child process of its own (bench/replicaProcess.ts) takes
+//     the snapshot and follows the change feed: its RSS (figure 6b), its
+//     in-process lookups/s (figure 8, timed before the load), and, during the
+//     load, how long after a 201 it answers with the new webhook (figure 9);
+//     the registrations' p99 with the lookups at full load beside them is
+//     figure 7.
 // `--size 0.1` scales the registration counts (and shortens the runs).
 //
 // `--engine postgres` runs the same phases with the registry on PostgreSQL
@@ -136,6 +142,9 @@ const WARMUP = Math.max(1, Math.round(SECONDS / 4));
 const TOKEN_ORGS = 200;
 const REPLAY_POOL = 1000;
 const RSS_SECONDS = Math.max(5, SECONDS);
+/** How long the replica's in-process lookups are timed, and how often a registration probes its visibility. */
+const REPLICA_LOOKUP_SECONDS = 3;
+const PROBES_PER_SECOND = 20;
 
 const workload = createWorkload();
 /** The stores' settings: none for the embedded engine, POSTGRES_URL once the bench's server runs. */
@@ -481,6 +490,101 @@ async function registrationsOnThreeProcesses(tokens: readonly OrgToken[], bare: 
   }
 }
 
+// ---- the dispatch replica (bench/replicaProcess.ts) -------------------------------------
+
+/** What the replica child answers to `lookups`: the steady state, and the first pass before it. */
+interface ReplicaLookups {
+  /** The steady state (every drawn pair asked once before): lookups, wall seconds, mean targets per answer. */
+  readonly count: number;
+  readonly seconds: number;
+  readonly meanTargets: number;
+  /** Pairs drawn, and how many of them distinct. */
+  readonly drawn: number;
+  readonly distinctPairs: number;
+  /** The first pass over the drawn pairs (each distinct answer computed once); bounded at 60 s. */
+  readonly firstPass: { readonly count: number; readonly seconds: number; readonly complete: boolean; readonly meanTargets: number };
+}
+
+
+interface VisibilityProbe {
+  /** Registrations sent by the probe, and those not answered 201. */
+  readonly sent: number;
+  readonly failed: number;
+  /** 201 received → the replica's targets() includes the webhook, ms. */
+  readonly afterCreated: Summary;
+  /** 201s whose webhook the replica had not shown 5 s after the probe stopped. */
+  readonly unseen: number;
+  readonly feedErrors: readonly string[];
+  readonly stats: Record<string, number> | null;
+}
+
+/**
+ * Beside the load, PROBES_PER_SECOND registrations at a fixed rate, each for one
+ * exact event type and one partner of its organization. The 201's arrival is
+ * stamped here (performance.timeOrigin + performance.now(): wall-clock ms of
+ * this machine); the replica child then watches that (type, partner) pair
+ * for the new id and stamps when targets() first includes it, on the same clock.
+ */
+async function visibilityProbe(url: string, tokens: readonly OrgToken[], replica: Child, until: Promise<unknown>): Promise<VisibilityProbe> {
+  let stopped = false;
+  void until.finally(() => (stopped = true));
+  const random = rng(31);
+  const createdAt = new Map<string, number>();
+  let sent = 0;
+  let failed = 0;
+  const inFlight = new Set<Promise<void>>();
+  const probe = async (n: number): Promise<void> => {
+    const t = tokens[n % tokens.length]!;
+    const eventType = pick(random, workload.eventTypes);
+    const partnerId = pick(random, t.org.partnerIds);
+    try {
+      const res = await fetch(`${url}/v1/webhooks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${t.token}`, 'idempotency-key': `probe-${stamp}-${n}` },
+        body: JSON.stringify({ url: `https://hooks.${t.org.id}.example.com/probe/${n}`, events: [eventType], partnerIds: [partnerId] }),
+      });
+      const at = performance.timeOrigin + performance.now();
+      if (res.status !== 201) {
+        failed += 1;
+        await res.arrayBuffer();
+        return;
+      }
+      const { id } = (await res.json()) as { id: string };
+      createdAt.set(id, at);
+      replica.process.send({ type: 'watch', id, eventType, partnerId });
+    } catch {
+      failed += 1;
+    }
+  };
+  // A fixed rate, whatever the latency (up to 50 in flight), so a slow registry does not thin the sample.
+  const begin = performance.now();
+  while (!stopped) {
+    if (inFlight.size >= 50) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      continue;
+    }
+    const p = probe(sent++).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    const wait = begin + (sent * 1000) / PROBES_PER_SECOND - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  await Promise.all(inFlight);
+  const watched = await replica.request<{
+    entries: [string, number][];
+    unseen: number;
+    stats: Record<string, number> | null;
+    feedErrors: string[];
+    error?: string;
+  }>({ type: 'watch-stop', timeoutMs: 5000 }, 'watched', 20_000);
+  if (watched.error) throw new Error(`dispatch replica: ${watched.error}`);
+  const afterCreated: number[] = [];
+  for (const [id, seenAt] of watched.entries) {
+    const at = createdAt.get(id);
+    if (at !== undefined) afterCreated.push(seenAt - at);
+  }
+  return { sent, failed, afterCreated: summary(afterCreated), unseen: watched.unseen, feedErrors: watched.feedErrors, stats: watched.stats };
+}
+
 // ---- the run ---------------------------------------------------------------------------
 
 interface Figure {
@@ -612,9 +716,23 @@ async function main(): Promise<void> {
     | {
         seed: { count: number; seconds: number; rate: number };
         rebuild: { events: number; seconds: number; rate: number };
-        rss: { maxMiB: number; hwmMiB: number; samples: number; startMiB: number };
+        rss: { maxMiB: number; hwmMiB: number; samples: number; startMiB: number; maxDuringSnapshotMiB: number };
         lookups: LoadResult;
         registrations: LoadResult;
+        replica: {
+          bootstrapSeconds: number;
+          position: string;
+          rss: {
+            processStartMiB: number;
+            afterBootstrap: { rss: number; heapUsed: number; external: number };
+            afterLookups: { rss: number; heapUsed: number; external: number };
+            maxMiB: number;
+            hwmMiB: number;
+            samples: number;
+          };
+          lookups: ReplicaLookups & { rate: number };
+          visibility: VisibilityProbe;
+        };
       }
     | undefined;
   if (!args.skipMillion) {
@@ -633,32 +751,89 @@ async function main(): Promise<void> {
     registry = await startRegistry('1m');
     t('startRegistryMillion', since);
     const startMem = memoryOf(registry.pid);
-    log(`[${elapsed()}] RSS under lookups and registrations for ${RSS_SECONDS}s (started at ${fmt(startMem?.rss ?? 0)} MiB)`);
+    // The server's RSS from here on: serving the replica's snapshot, then the load.
     let maxRss = startMem?.rss ?? 0;
+    let maxRssSnapshot = maxRss;
     let samples = 0;
+    let replicaChild: Child | undefined;
+    let replicaMaxRss = 0;
+    let replicaSamples = 0;
+    let loading = false;
     const sampler = setInterval(() => {
       const m = memoryOf(registry.pid);
       if (m) {
         maxRss = Math.max(maxRss, m.rss);
+        if (!loading) maxRssSnapshot = Math.max(maxRssSnapshot, m.rss);
         samples += 1;
       }
+      const r = replicaChild ? memoryOf(replicaChild.pid) : undefined;
+      if (r) {
+        replicaMaxRss = Math.max(replicaMaxRss, r.rss);
+        replicaSamples += 1;
+      }
     }, 100);
-    const lookupConnections = Math.max(1, Math.round(args.connections * 0.8));
-    const [lookupsLarge, registrationsLarge] = await Promise.all([
-      runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids }),
-      runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids }),
-    ]);
-    clearInterval(sampler);
-    const endMem = memoryOf(registry.pid);
-    await registry.stop();
-    million = {
-      seed: seedLarge,
-      rebuild: rebuildLarge,
-      rss: { maxMiB: maxRss, hwmMiB: endMem?.hwm ?? maxRss, samples, startMiB: startMem?.rss ?? 0 },
-      lookups: lookupsLarge,
-      registrations: registrationsLarge,
-    };
-    log(`  max RSS ${fmt(maxRss)} MiB (peak ${fmt(million.rss.hwmMiB)} MiB); lookups ${fmt(lookupsLarge.rps)}/s, registrations ${fmt(registrationsLarge.rps)}/s`);
+    try {
+      since = Date.now();
+      log(`[${elapsed()}] a dispatch replica in a child process takes the snapshot of ${fmt(RSS_REGISTRATIONS)} registrations (server at ${fmt(startMem?.rss ?? 0)} MiB)`);
+      replicaChild = await startChild({ name: 'dispatch replica', script: 'bench/replicaProcess.ts' });
+      const replicaStartMem = memoryOf(replicaChild.pid);
+      const started = await replicaChild.request<{ bootstrapMs: number; position: string; memory: { rss: number; heapUsed: number; external: number }; error?: string }>(
+        { type: 'start', baseUrl: registry.url, token: tokens.dispatcher },
+        'started',
+        600_000,
+      );
+      if (started.error) throw new Error(`dispatch replica: ${started.error}`);
+      t('replicaBootstrapMillion', since);
+      log(`  ready in ${fmt(started.bootstrapMs / 1000, 1)}s at position ${started.position}; replica heap ${fmt(started.memory.heapUsed)} MiB, RSS ${fmt(started.memory.rss)} MiB`);
+      since = Date.now();
+      log(`[${elapsed()}] replica lookups in-process for ${REPLICA_LOOKUP_SECONDS}s, one thread, the HTTP lookup phase's mix of pairs`);
+      const replicaLookups = await replicaChild.request<ReplicaLookups & { error?: string }>({ type: 'lookups', seconds: REPLICA_LOOKUP_SECONDS, seed: 1 }, 'lookups', (REPLICA_LOOKUP_SECONDS + 120) * 1000);
+      if (replicaLookups.error) throw new Error(`dispatch replica: ${replicaLookups.error}`);
+      t('replicaLookupsMillion', since);
+      const replicaAfterLookups = await replicaChild.request<{ rss: number; heapUsed: number; external: number }>({ type: 'memory' }, 'memory');
+      log(`  ${fmt(replicaLookups.count / replicaLookups.seconds)} lookups/s (${fmt(replicaLookups.meanTargets, 1)} targets on average)`);
+      log(`[${elapsed()}] RSS under lookups and registrations for ${RSS_SECONDS}s, ${PROBES_PER_SECOND} registrations/s probing the replica's visibility beside them`);
+      loading = true;
+      const lookupConnections = Math.max(1, Math.round(args.connections * 0.8));
+      const replicaPid = replicaChild.pid;
+      const pidsWithReplica = (): number[] => [...pids(), replicaPid];
+      const loads = Promise.all([
+        runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids: pidsWithReplica }),
+        runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids: pidsWithReplica }),
+      ]);
+      const [[lookupsLarge, registrationsLarge], visibility] = await Promise.all([loads, visibilityProbe(registry.url, tokens.orgs, replicaChild, loads)]);
+      clearInterval(sampler);
+      const endMem = memoryOf(registry.pid);
+      const replicaEndMem = memoryOf(replicaChild.pid);
+      million = {
+        seed: seedLarge,
+        rebuild: rebuildLarge,
+        rss: { maxMiB: maxRss, hwmMiB: endMem?.hwm ?? maxRss, samples, startMiB: startMem?.rss ?? 0, maxDuringSnapshotMiB: maxRssSnapshot },
+        lookups: lookupsLarge,
+        registrations: registrationsLarge,
+        replica: {
+          bootstrapSeconds: started.bootstrapMs / 1000,
+          position: started.position,
+          rss: {
+            processStartMiB: replicaStartMem?.rss ?? 0,
+            afterBootstrap: started.memory,
+            afterLookups: replicaAfterLookups,
+            maxMiB: replicaMaxRss,
+            hwmMiB: replicaEndMem?.hwm ?? replicaMaxRss,
+            samples: replicaSamples,
+          },
+          lookups: { ...replicaLookups, rate: replicaLookups.count / replicaLookups.seconds },
+          visibility,
+        },
+      };
+    } finally {
+      clearInterval(sampler);
+      await replicaChild?.stop();
+      await registry.stop();
+    }
+    log(`  max RSS ${fmt(maxRss)} MiB (peak ${fmt(million.rss.hwmMiB)} MiB); lookups ${fmt(million.lookups.rps)}/s, registrations ${fmt(million.registrations.rps)}/s`);
+    const v = million.replica.visibility;
+    log(`  replica: max RSS ${fmt(million.replica.rss.maxMiB)} MiB; visible after the 201: p50 ${fmt(v.afterCreated.p50, 1)} ms, p99 ${fmt(v.afterCreated.p99, 1)} ms over ${v.afterCreated.count} (${v.unseen} unseen, ${v.failed} probes failed)`);
   }
   await bare.stop();
 
@@ -756,6 +931,44 @@ async function main(): Promise<void> {
       target: '≤ 300 MB',
       pass: million.rss.maxMiB * 1.048576 <= 300,
     });
+    const rep = million.replica;
+    const regLarge = million.registrations;
+    const regLargeErrors = regLarge.errors + regLarge.timeouts + regLarge.non2xx;
+    const vis = rep.visibility;
+    figures.push(
+      {
+        figure: `6b. RSS of a dispatch replica (own process) holding ${fmt(RSS_REGISTRATIONS)} registrations${scaled}`,
+        measured: `${fmt(rep.rss.maxMiB)} MiB`,
+        bare: '',
+        ratio: '',
+        target: '≤ 300 MB',
+        pass: rep.rss.samples > 0 && rep.rss.maxMiB * 1.048576 <= 300,
+      },
+      {
+        figure: `7. registration p99 at ${fmt(RSS_REGISTRATIONS)} registrations${scaled}, dispatch lookups at full load beside them`,
+        measured: `${fmt(regLarge.latencyMs.p99)} ms (${fmt(regLarge.rps)}/s, ${fmt(regLargeErrors)} errors)`,
+        bare: '',
+        ratio: '',
+        target: '≤ 50 ms',
+        pass: regLarge.ok > 0 && regLargeErrors === 0 && regLarge.latencyMs.p99 <= 50,
+      },
+      {
+        figure: `8. replica lookups/s in-process at ${fmt(RSS_REGISTRATIONS)} registrations${scaled} (${fmt(rep.lookups.meanTargets, 1)} targets avg, one thread, answers cached)`,
+        measured: `${fmt(rep.lookups.rate)}/s (first pass ${fmt(rep.lookups.firstPass.count / Math.max(1e-9, rep.lookups.firstPass.seconds))}/s)`,
+        bare: '',
+        ratio: '',
+        target: '≥ 1,000,000/s',
+        pass: rep.lookups.rate >= 1_000_000,
+      },
+      {
+        figure: `9. replica visibility p99 after the 201 (${fmt(vis.afterCreated.count)} probes under the load above)`,
+        measured: `${fmt(vis.afterCreated.p99, 1)} ms`,
+        bare: '',
+        ratio: '',
+        target: '≤ 100 ms',
+        pass: vis.afterCreated.count > 0 && vis.unseen === 0 && vis.failed === 0 && vis.afterCreated.p99 <= 100,
+      },
+    );
   }
   const totalSeconds = (Date.now() - runStarted) / 1000;
   const load1 = loadavg();
@@ -797,12 +1010,26 @@ async function main(): Promise<void> {
       `${o.processes} API processes: their event loops used ${fmt(server.mainMicrosPerRequest)} µs of CPU per answer together (each busy ${fmt(server.mainBusyPercent)}% of the window on average) + ${fmt(server.otherMicrosPerRequest)} µs in their other threads; the projector process ${fmt(micros('projector'))} µs per answer (${fmt(g.projector?.percentOfCore ?? 0)}% of one core), PostgreSQL ${fmt(micros('postgres'))} µs (${fmt(g.postgres?.percentOfCore ?? 0)}% of one core), the load generator ${fmt(micros('load generator'))} µs (${fmt(g['load generator']?.percentOfCore ?? 0)}%). That is ${fmt(total)} µs of CPU per registration on a 2-core machine: at most ${fmt(2e6 / Math.max(1, total))}/s with every core busy, so more processes only help once they have cores of their own (here they share the 2 with the database and the load generator).`,
     ];
   };
+  /** How figures 6b–9 were measured, with the numbers behind them. */
+  const replicaNotes = (m: NonNullable<typeof million>): string[] => {
+    const rep = m.replica;
+    const l = rep.lookups;
+    const v = rep.visibility;
+    const r = rep.rss;
+    return [
+      `Dispatch replica (figures 6b, 8, 9): createDispatchReplica from the package's dispatcher entry in a child process of its own (bench/replicaProcess.ts), with a webhooks:dispatch token; the snapshot of ${fmt(RSS_REGISTRATIONS)} registrations (position ${rep.position}) was in memory ${fmt(rep.bootstrapSeconds, 1)}s after createDispatchReplica (the server's RSS peaked at ${fmt(m.rss.maxDuringSnapshotMiB)} MiB while streaming it; figure 6 is the maximum over the snapshot and the load). Replica RSS: ${fmt(r.processStartMiB)} MiB for the bare process, ${fmt(r.afterBootstrap.rss)} MiB after the snapshot (heap ${fmt(r.afterBootstrap.heapUsed)} MiB), ${fmt(r.afterLookups.rss)} MiB after the lookups, max ${fmt(r.maxMiB)} MiB over ${fmt(r.samples)} samples of /proc every 100 ms until the load ended, peak (VmHWM) ${fmt(r.hwmMiB)} MiB.`,
+      `Replica lookups (figure 8): targets(eventType, partnerId) called in a loop on the child's one thread, with the registry quiet (before the load), over ${fmt(l.drawn)} (event type, partner) pairs drawn beforehand by the HTTP lookup phase's generator (uniform over the catalog's ${fmt(workload.eventTypes.length)} types × ${fmt(workload.partnerIds.length)} partners; ${fmt(l.distinctPairs)} distinct), in ~20 ms slices that yield to the feed and IPC between them (yields counted in the time). The replica caches each (partner, type) answer until a change touches that partner or one of its secrets expires: a first pass over the drawn pairs, computing each distinct answer once, made ${fmt(l.firstPass.count)} lookups${l.firstPass.complete ? '' : ' (stopped at 60 s, incomplete)'} in ${fmt(l.firstPass.seconds, 2)}s = ${fmt(l.firstPass.count / Math.max(1e-9, l.firstPass.seconds))}/s (${fmt(l.firstPass.meanTargets, 1)} targets on average); then the figure: the same pairs again for ${fmt(l.seconds, 1)}s, ${fmt(l.count)} lookups = ${fmt(l.rate)}/s, ${fmt(l.meanTargets, 1)} targets on average.`,
+      `Replica visibility (figure 9): beside the load of figure 7, ${PROBES_PER_SECOND} registrations/s at a fixed rate from the bench process (not waiting for each other) (${fmt(v.sent)} sent, ${fmt(v.failed)} not 201), each for one exact event type and one partner; the bench stamps the 201's arrival and the replica child stamps when targets() for that pair first includes the new id (checked when told, then every 1 ms; one that is already there when told counts at that moment, an upper bound), both as performance.timeOrigin + performance.now() on this machine: p50 ${fmt(v.afterCreated.p50, 1)} ms, p99 ${fmt(v.afterCreated.p99, 1)} ms, max ${fmt(v.afterCreated.max, 1)} ms over ${fmt(v.afterCreated.count)}; ${fmt(v.unseen)} not visible 5 s after the probe stopped.${v.stats ? ` Feed: ${fmt(v.stats.changesApplied ?? 0)} changes applied, ${fmt(v.stats.duplicatesSkipped ?? 0)} duplicates skipped, ${fmt(v.stats.connections ?? 0)} connection(s), ${fmt(v.stats.bootstraps ?? 0)} snapshot(s).` : ''}${v.feedErrors.length > 0 ? ` Feed errors: ${v.feedErrors.slice(0, 3).join('; ')}.` : ''}`,
+      `Registrations at ${fmt(RSS_REGISTRATIONS)} (figure 7): ${Math.max(1, args.connections - Math.max(1, Math.round(args.connections * 0.8)))} connections of fresh registrations beside ${Math.max(1, Math.round(args.connections * 0.8))} connections of HTTP dispatch lookups (each at full speed, ${RSS_SECONDS}s measured after 1s), the replica connected to the feed: autocannon's p99 ${fmt(m.registrations.latencyMs.p99)} ms, p50 ${fmt(m.registrations.latencyMs.p50)} ms, max ${fmt(m.registrations.latencyMs.max)} ms over ${fmt(m.registrations.ok)} answers; lookups ${fmt(m.lookups.rps)}/s (p99 ${fmt(m.lookups.latencyMs.p99)} ms).`,
+    ];
+  };
   const notes = [
     `Size ${args.size}: ${fmt(LOOKUP_REGISTRATIONS)} registrations for lookups, ${fmt(RSS_REGISTRATIONS)} for RSS; ${SECONDS}s measured per run after ${WARMUP}s warm-up; ${args.connections} connections; autocannon in the bench process (no workers), servers in child processes; Node ${process.version}.`,
     `Seeding through the command handler: ${fmt(seedSmall.count)} in ${seedSmall.seconds.toFixed(1)}s (${fmt(seedSmall.rate)}/s)${million ? `, +${fmt(million.seed.count)} in ${million.seed.seconds.toFixed(1)}s (${fmt(million.seed.rate)}/s)` : ''}.`,
     million
       ? `Rebuild over the whole log: ${fmt(million.rebuild.events)} events in ${million.rebuild.seconds.toFixed(1)}s (${fmt(million.rebuild.rate)} events/s). At ${fmt(RSS_REGISTRATIONS)}: ${fmt(million.lookups.rps)} lookups/s and ${fmt(million.registrations.rps)} registrations/s together (p99 ${fmt(million.registrations.latencyMs.p99)} ms); RSS ${fmt(million.rss.startMiB)} MiB after start, max ${fmt(million.rss.maxMiB)} MiB over ${million.rss.samples} samples, peak (VmHWM) ${fmt(million.rss.hwmMiB)} MiB.`
       : 'The 1 000 000-registration phase was skipped.',
+    ...(million ? replicaNotes(million) : []),
     `Append → visible: p50 ${fmt(lag.fromAppend.p50, 1)} ms, p99 ${fmt(lag.fromAppend.p99, 1)} ms, max ${fmt(lag.fromAppend.max, 1)} ms over ${fmt(lag.fromAppend.count)} events (from the append call to the projector's committed read-model transaction); from the request's occurredAt: p99 ${fmt(lag.fromOccurred.p99, 1)} ms.${metricsLag ? ` /metrics ${metricsLag.metric}: p99 ≤ ${metricsLag.p99Seconds === null ? '+Inf' : `${metricsLag.p99Seconds * 1000} ms`} over ${fmt(metricsLag.count)} events (whole server lifetime).` : ' /metrics not exposed.'}`,
     `During the measured registrations the registry's event loop spent ${fmt((100 * lag.projector.seconds) / registrations.seconds)}% of the time in the projector's read-model transactions (${fmt(lag.projector.events)} events in ${fmt(lag.projector.batches)} batches, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event)${commits.batches > 0 ? (onPostgres ? `; a group commit was in flight ${fmt((100 * commits.seconds) / registrations.seconds)}% of the time (${fmt(commits.batches)} commits of ${fmt(commits.appends / commits.batches, 1)} appends on average, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each: one call of append_events, WAL flush included)` : `; the event-store writer thread was busy ${fmt((100 * commits.seconds) / registrations.seconds)}% of the time (${fmt(commits.batches)} group commits of ${fmt(commits.appends / commits.batches, 1)} appends on average, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync)`) : ''}.`,
     `Replays: ${replayCheck}/20 sampled answers carried Idempotent-Replayed: true.`,
