@@ -728,6 +728,14 @@ export function readModelContract(name: string, factory: ReadModelFactory): void
       it('yields nothing for an empty model', async () => {
         expect(await drain(rm.allWebhooks())).toEqual([]);
       });
+
+      it('yields each of more webhooks than an engine reads at once exactly once, in id order', async () => {
+        // Inserted in a scrambled order, so an engine paging by insertion order would fail too.
+        const ids = Array.from({ length: 2_345 }, (_, i) => wid(((i * 7919) % 2_345) + 1));
+        await applyAll(ids.map((id) => log.record(registered(id))));
+        const all = idsOf(await drain(rm.allWebhooks()));
+        expect(all).toEqual([...ids].sort());
+      });
     });
 
     describe('reset', () => {

@@ -75,6 +75,8 @@ const PRIMARY_KEYS: Record<TableName, readonly string[]> = {
 const COPY_CHUNK = 50_000;
 /** Page cache of a rebuild's staging database, KiB: a 100 000-event log is staged without touching the disk. */
 const STAGE_CACHE_KIB = 256 * 1024;
+/** Views per read of allWebhooks. */
+const ALL_WEBHOOKS_PAGE = 1000;
 /** Rows per read when an older layout is converted on open. */
 const MIGRATE_CHUNK = 10_000;
 
@@ -400,7 +402,11 @@ class ViewTables {
       ),
       checkpoint: db.prepare<[], { position: string | null }>(`SELECT position FROM ${t('checkpoint')} WHERE id = 1`),
       setCheckpoint: db.prepare<[string]>(`UPDATE ${t('checkpoint')} SET position = ? WHERE id = 1`),
-      all: db.prepare<[], unknown[]>(`SELECT ${VIEW_COLUMN_LIST} FROM ${t('webhooks')} ORDER BY id`).raw(),
+      allAfter: db
+        .prepare<[string, number], unknown[]>(
+          `SELECT ${VIEW_COLUMN_LIST} FROM ${t('webhooks')} WHERE id > ? ORDER BY id LIMIT ?`,
+        )
+        .raw(),
       list: (filter: string) =>
         db
           .prepare<unknown[], unknown[]>(
@@ -592,8 +598,9 @@ class ViewTables {
     return row ? keyEntryOfRow(row) : null;
   }
 
-  *all(): Generator<WebhookView> {
-    for (const row of this.s.all.iterate()) yield viewOfColumns(row, 0);
+  /** Up to `limit` views with an id after `after`, by id. */
+  page(after: string, limit: number): WebhookView[] {
+    return this.s.allAfter.all(after, limit).map((row) => viewOfColumns(row, 0));
   }
 }
 
@@ -744,10 +751,22 @@ export class SqliteReadModel implements ReadModel {
     return run(() => this.live.findKey(organizationId, keyHash));
   }
 
+  /**
+   * Page by page (by id), each page its own read: an open iterator would hold
+   * a read transaction across awaits, and a million views read at once were
+   * gigabytes (the dispatch snapshot streams them). So the pages are not one
+   * snapshot: a webhook written meanwhile may show its newer state. Callers
+   * that need a state at a position compare each view's position with it
+   * (the snapshot folds newer ones back from the log; audit verify reads the
+   * checkpoint after the listing).
+   */
   async *allWebhooks(): AsyncIterable<WebhookView> {
-    // Materialize first: an open iterator would hold a read transaction across awaits.
-    const all = [...this.live.all()];
-    for (const view of all) yield await Promise.resolve(view);
+    for (let after = ''; ; ) {
+      const page = this.live.page(after, ALL_WEBHOOKS_PAGE);
+      for (const view of page) yield await Promise.resolve(view);
+      if (page.length < ALL_WEBHOOKS_PAGE) return;
+      after = page[page.length - 1]!.id;
+    }
   }
 
   reset(): Promise<void> {
