@@ -72,12 +72,20 @@ export function feedTargetOf(view: WebhookView): FeedTarget {
   };
 }
 
-/** The Target as sent: current secret first, then the previous ones not yet expired at `now`, newest first. */
-export function targetJson(target: FeedTarget, secrets: SecretBox, now: number): TargetJson {
+/**
+ * The Target as sent: current secret first, then the previous ones not yet
+ * expired at `now`, newest first. `remember: false` leaves the decrypted-secret
+ * cache as it was (bulk reads, see SecretBox.decrypt).
+ */
+export function targetJson(target: FeedTarget, secrets: SecretBox, now: number, remember = true): TargetJson {
   const context = { webhookId: target.id, organizationId: target.organizationId };
-  const valid: { secret: string; expiresAt: string | null }[] = [{ secret: secrets.decrypt(target.secret, context), expiresAt: null }];
+  const valid: { secret: string; expiresAt: string | null }[] = [
+    { secret: secrets.decrypt(target.secret, context, remember), expiresAt: null },
+  ];
   for (const previous of target.previousSecrets) {
-    if (Date.parse(previous.expiresAt) > now) valid.push({ secret: secrets.decrypt(previous.secret, context), expiresAt: previous.expiresAt });
+    if (Date.parse(previous.expiresAt) > now) {
+      valid.push({ secret: secrets.decrypt(previous.secret, context, remember), expiresAt: previous.expiresAt });
+    }
   }
   return {
     id: target.id,

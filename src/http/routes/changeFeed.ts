@@ -143,7 +143,7 @@ async function* snapshotText(deps: ChangeFeedRouteDeps, position: Position): Asy
   let chunk = `{"position":"${encodePosition(position)}","webhooks":[`;
   let first = true;
   for await (const view of dispatchableAt(deps.store, deps.readModel, position)) {
-    chunk += `${first ? '\n' : ',\n'}${JSON.stringify(targetJson(feedTargetOf(view), deps.secrets, at))}`;
+    chunk += `${first ? '\n' : ',\n'}${JSON.stringify(targetJson(feedTargetOf(view), deps.secrets, at, false))}`;
     first = false;
     if (chunk.length >= SNAPSHOT_CHUNK) {
       yield chunk;

@@ -76,7 +76,7 @@ const COPY_CHUNK = 50_000;
 /** Page cache of a rebuild's staging database, KiB: a 100 000-event log is staged without touching the disk. */
 const STAGE_CACHE_KIB = 256 * 1024;
 /** Views per read of allWebhooks. */
-const ALL_WEBHOOKS_PAGE = 1000;
+const ALL_WEBHOOKS_PAGE = 100;
 /** Rows per read when an older layout is converted on open. */
 const MIGRATE_CHUNK = 10_000;
 
