@@ -8,6 +8,8 @@
 //
 // Phases (all bounded in count and time; children and the temp folder are
 // removed on exit, Ctrl-C included):
+//  0. bench/phases.ts: the CPU of one registration, phase by phase, in a child
+//     process before anything else runs (its table ends the report);
 //  1. seed 100 000 registrations through the command handler, rebuild the
 //     read model from the log (figure 4: rebuild events/s);
 //  2. start the registry on it: dispatch lookups vs the bare GET (figure 3),
@@ -28,6 +30,7 @@
 // on), and adds registrations on three API processes (PROJECTOR=off) plus one
 // projector process, the load spread over the three. Its results go to
 // bench/results/<timestamp>-postgres.{json,md} and latest-postgres.md.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -624,8 +627,18 @@ async function main(): Promise<void> {
     log(`  VACUUM (ANALYZE): ${seconds.toFixed(1)}s`);
   };
 
-  // 1. the log and the read model
+  // 0. The CPU of one registration, phase by phase (bench/phases.ts, embedded engine), before anything else runs.
   let since = Date.now();
+  log(`[${elapsed()}] CPU of one registration, phase by phase (bench/phases.ts)`);
+  const phases = execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'phases.ts'), '--count', '4000'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  }).trim();
+  log(phases.replace(/^/gm, '  '));
+  t('phases', since);
+
+  // 1. the log and the read model
+  since = Date.now();
   log(`[${elapsed()}] seeding ${fmt(LOOKUP_REGISTRATIONS)} registrations`);
   const seedSmall = await seed(0, LOOKUP_REGISTRATIONS);
   t('seedLookupSet', since);
@@ -1053,11 +1066,11 @@ async function main(): Promise<void> {
   const gaps = [
     onPostgres
       ? `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)}${dbPerAnswer(registrations)} The projector's read-model transactions took ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs of wall time per event (five round trips per batch; the loop's part is building the rows and decoding the answers); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each, WAL flush included` : 'not measured'}) wait on PostgreSQL, not on the loop. The rest is per-request work: JSON parsing, zod validation with the URL policy, token check, the stream and key look-ups (a round trip each), secret generation and encryption, canonical JSON + SHA-256 for the fingerprint and the hash chain.`
-      : `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)} Of the loop's time per answer, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event go to the projector's read-model transaction (the view, its pattern, dispatch and key rows; kept on the loop because in a writer thread it starved on this 2-core machine and append → visible p99 went past 50 ms); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync` : 'not measured'}) run in the event-store writer thread. The rest is per-request work: JSON parsing, zod validation with the URL policy, token check, the stream and key look-ups, secret generation and encryption, canonical JSON + SHA-256 for the fingerprint and the hash chain.`,
+      : `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)} Of the loop's time per answer, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event go to the projector's read-model transaction (the view, its pattern and key rows; the dispatch index is in memory; kept on the loop because in a writer thread it starved on this 2-core machine and append → visible p99 went past 50 ms); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync` : 'not measured'}) run in the event-store writer thread. The rest is per-request work (JSON parsing, zod validation with the URL policy, token check, the key look-up, secret generation and encryption, canonical JSON + HMAC/SHA-256 for the fingerprint and the hash chain), the change feed's follower (every event decoded and folded once more for the dispatcher feed), fastify's hooks and the socket: see the phase-by-phase table below.`,
     `Registration p99 latency ${fmt(registrations.latencyMs.p99)} ms: with ${args.connections} requests always in flight and ${fmt(registrations.rps)} answers/s, a request spends ${fmt((1000 * args.connections) / Math.max(1, registrations.rps), 1)} ms in the server on average (Little's law: connections ÷ throughput) — queued behind the others on the one event loop, then waiting for the group commit it joins${commits.batches > 0 ? ` (${fmt((1000 * commits.seconds) / commits.batches, 2)} ms on average)` : ''}; the tail adds projector batches that hold the loop (${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.batches) / 1000, 1)} ms per batch on average). The latency follows the throughput gap above.`,
     `Replays: registry ${cpu(replays)}.${loopBound(replays, barePost)}${dbPerAnswer(replays)} A replay does all of a registration's request work except the writes (it must validate the body and compare fingerprints before answering from the log).`,
     `Dispatch lookups: registry ${cpu(lookups)}; bare GET ${cpu(bareGet)}.${loopBound(lookups, bareGet)}${dbPerAnswer(lookups)} Per lookup (probe over ${fmt(lookupProbe.queries)} lookups): ${perLookup(lookupProbe.querySeconds)} µs ${onPostgres ? `of wall time in the PostgreSQL query of the dispatch index (waiting for one of the pool's 10 connections included, with ${args.connections} lookups in flight)` : 'in the SQLite query of the dispatch index'} (${fmt(sample.meanTargets, 1)} targets on average), ${perLookup(lookupProbe.decryptSeconds)} µs producing the signing secrets (${fmt(lookupProbe.decrypts / Math.max(1, lookupProbe.queries), 1)} per lookup; AES-256-GCM, cached after the first use of each secret); the rest is HTTP, the token check, query validation, and writing the answer (same size as the bare route's).`,
-    `Rebuild: ${fmt(rebuildSmall.events)} events in ${rebuildSmall.seconds.toFixed(2)} s — ${rebuildShare(rebuildSmall.phases.readSeconds)}% reading and decoding the log (${rebuildPer(rebuildSmall.phases.readSeconds)} µs per event, ~1 KB of JSON each), ${rebuildShare(rebuildSmall.phases.applySeconds)}% applying to the staging copy (${rebuildPer(rebuildSmall.phases.applySeconds)} µs per event: the view, its pattern, dispatch and key rows), ${rebuildShare(rebuildSmall.phases.commitSeconds)}% ${onPostgres ? 'switching (renaming the two schemas in one transaction) and dropping the old copy. One process does all three, waiting on PostgreSQL for each page and each batch' : 'copying into the file, indexing and switching. One thread does all three'}.`,
+    `Rebuild: ${fmt(rebuildSmall.events)} events in ${rebuildSmall.seconds.toFixed(2)} s — ${rebuildShare(rebuildSmall.phases.readSeconds)}% reading and decoding the log (${rebuildPer(rebuildSmall.phases.readSeconds)} µs per event, ~1 KB of JSON each), ${rebuildShare(rebuildSmall.phases.applySeconds)}% applying to the staging copy (${rebuildPer(rebuildSmall.phases.applySeconds)} µs per event: ${onPostgres ? 'the view, its pattern, dispatch and key rows' : 'the view and a key use; the pattern and key indexes are derived afterwards'}), ${rebuildShare(rebuildSmall.phases.commitSeconds)}% ${onPostgres ? 'switching (renaming the two schemas in one transaction) and dropping the old copy. One process does all three, waiting on PostgreSQL for each page and each batch' : 'copying into the file, indexing and switching. One thread does all three'}.`,
     ...scaleOutGaps(),
     ...(statements ? [statementsLine('1 API process', statements, registrations)] : []),
     ...(scaleOut ? [statementsLine(`${scaleOut.processes} API processes + the projector process`, scaleOut.statements, scaleOut.registrations)] : []),
@@ -1073,6 +1086,8 @@ async function main(): Promise<void> {
     notes.map((n) => `- ${n}`).join('\n'),
     '## Where the time goes (measured in this run)',
     gaps.map((n) => `- ${n}`).join('\n'),
+    `## CPU of one registration, phase by phase (\`npx tsx bench/phases.ts --count 4000\`, run first, embedded engine)`,
+    phases.replace(/^# .*\n+/, ''),
   ].join('\n\n') + '\n';
   const json = {
     startedAt: new Date(runStarted).toISOString(),
@@ -1091,6 +1106,7 @@ async function main(): Promise<void> {
     million: million ?? null,
     ...(postgres ? { engine: { name: 'postgres', version: postgres.version, settings: postgres.settings }, statements: statements ?? [], scaleOut: scaleOut ?? null } : {}),
     replayCheck,
+    phases,
     timings,
     loadAverage: { before: load0, after: load1 },
     totalSeconds,

@@ -581,13 +581,15 @@ class ViewTables {
   /** The dispatch view of row `seq` if, as stored now, it must receive `patterns` for `partnerId`; else null. */
   target(seq: number, partnerId: string, patterns: readonly string[]): DispatchView | null {
     const row = this.s.target.get(seq);
-    if (row === undefined || !rowQualifies(routedRow(row), partnerId, patterns)) return null;
-    const [, , , events, , , id, organizationId, url, keyId, iv, ciphertext, previous] = row;
+    if (row === undefined) return null;
+    const routed = routedRow(row);
+    if (!rowQualifies(routed, partnerId, patterns)) return null;
+    const [, , , , , , id, organizationId, url, keyId, iv, ciphertext, previous] = row;
     return {
       id,
       organizationId,
       url,
-      events: JSON.parse(events) as string[],
+      events: routed.events,
       secret: { keyId, iv, ciphertext },
       previousSecrets: previous === null ? [] : previousSecretsOfRows(JSON.parse(previous) as PreviousSecretRow[]),
     };
