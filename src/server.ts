@@ -8,6 +8,7 @@ import type { Config } from './config.ts';
 import { loadCatalog } from './catalog.ts';
 import { createDispatchLookup } from './dispatch/dispatchTargets.ts';
 import { ChangeFeed } from './dispatch/changeFeed.ts';
+import { SqliteReadModel } from './stores/sqlite/sqliteReadModel.ts';
 import { buildApp, LOG_SERIALIZERS, REDACTED_PATHS } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { ReadYourWrites } from './http/readYourWrites.ts';
@@ -101,6 +102,11 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       },
       ...(identity.development ? {} : { tokenUrl: keycloakTokenUrl(identity.issuer) }),
     });
+    if (core.readModel instanceof SqliteReadModel) {
+      const started = performance.now();
+      const routes = await core.readModel.prepareDispatch();
+      logger.info({ routes, ms: Math.round(performance.now() - started) }, 'dispatch index built');
+    }
     const address = await app.listen({ port: config.PORT, host: config.HOST });
     const started = app;
     let closing: Promise<void> | undefined;
