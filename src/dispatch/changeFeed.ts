@@ -7,6 +7,7 @@
 // only the log and the read model's checkpoint. Event semantics come from
 // nextView alone. Secrets stay encrypted in the ring; they are decrypted
 // only when a change is sent.
+import { BackgroundLoop } from '../projections/backgroundLoop.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SecretBox } from '../crypto/secretBox.ts';
 import type { EncryptedSecret, PreviousSecret } from '../domain/webhook.ts';
@@ -135,8 +136,7 @@ export class ChangeFeed {
   /** The last event the follower processed. */
   private processed: Position | undefined;
   private readonly listeners = new Set<() => void>();
-  private controller: AbortController | undefined;
-  private loop: Promise<void> | undefined;
+  private readonly background = new BackgroundLoop((signal) => this.run(signal));
 
   constructor(
     private readonly store: EventStore,
@@ -171,16 +171,11 @@ export class ChangeFeed {
   }
 
   start(): void {
-    if (this.loop) return;
-    const controller = new AbortController();
-    this.controller = controller;
-    this.loop = this.run(controller.signal);
+    this.background.start();
   }
 
   async stop(): Promise<void> {
-    this.controller?.abort();
-    await this.loop;
-    this.loop = undefined;
+    await this.background.stop();
     this.notify();
   }
 

@@ -2,6 +2,7 @@
 // applies each batch atomically with a checkpoint compare-and-set. If another
 // projector (or a rebuild) moved the checkpoint, it starts again from the
 // stored one; applying an event twice changes nothing (revision guard).
+import { BackgroundLoop } from './backgroundLoop.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   comparePositions,
@@ -34,8 +35,7 @@ interface Waiter {
 }
 
 export class Projector {
-  private controller: AbortController | undefined;
-  private loop: Promise<void> | undefined;
+  private readonly background = new BackgroundLoop((signal) => this.run(signal));
   private applied: Position | undefined;
   private waiters: Waiter[] = [];
 
@@ -51,21 +51,16 @@ export class Projector {
   }
 
   get running(): boolean {
-    return this.loop !== undefined;
+    return this.background.running;
   }
 
   start(): void {
-    if (this.loop) return;
-    const controller = new AbortController();
-    this.controller = controller;
-    this.loop = this.run(controller.signal);
+    this.background.start();
   }
 
   /** Stops after the batch in progress is committed, so the checkpoint is consistent. */
   async stop(): Promise<void> {
-    this.controller?.abort();
-    await this.loop;
-    this.loop = undefined;
+    await this.background.stop();
     for (const w of this.waiters) w.resolve(false);
     this.waiters = [];
   }
