@@ -641,7 +641,7 @@ export class SqliteReadModel implements ReadModel {
   private live: ViewTables;
   private closed = false;
   private readonly checkpointer: WalCheckpointer;
-  /** The dispatch index (routingIndex.ts), built at the first lookup and kept current from then on. */
+  /** The dispatch index (routingIndex.ts), built by prepareDispatch or the first lookup and kept current from then on. */
   private readonly routing = new RoutingIndex();
   private routingState:
     | { readonly built: false }
