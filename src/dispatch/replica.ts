@@ -80,7 +80,12 @@ interface WireTarget {
   readonly revision: number;
 }
 
-/** A target in memory: secret expiries as numbers, so a lookup compares without parsing. */
+/**
+ * A target in memory: secret expiries as numbers, so a lookup compares
+ * without parsing, and the target as answered now, shared by every cached
+ * answer that holds it (one object per webhook, not one per answer) until
+ * one of its secrets expires.
+ */
 interface Entry {
   readonly id: string;
   readonly organizationId: string;
@@ -88,6 +93,9 @@ interface Entry {
   readonly events: readonly string[];
   readonly partnerIds: readonly string[];
   readonly secrets: readonly { readonly secret: string; readonly expiresAt: number }[];
+  answered: ReplicaTarget | undefined;
+  /** When `answered` stops being right: the earliest expiry of a secret it holds. */
+  answeredUntil: number;
 }
 
 /** A cached answer, good until a change touches its partner or a secret in it expires. */
@@ -162,27 +170,59 @@ class RoutingTable {
     let validUntil = Infinity;
     const targets = sorted.map((id): ReplicaTarget => {
       const entry = this.entries.get(id)!;
-      const secrets: string[] = [];
-      for (const s of entry.secrets) {
-        if (s.expiresAt > now) {
-          secrets.push(s.secret);
-          if (s.expiresAt < validUntil) validUntil = s.expiresAt;
+      if (entry.answered === undefined || now >= entry.answeredUntil) {
+        const secrets: string[] = [];
+        let until = Infinity;
+        for (const s of entry.secrets) {
+          if (s.expiresAt > now) {
+            secrets.push(s.secret);
+            if (s.expiresAt < until) until = s.expiresAt;
+          }
         }
+        entry.answered = { id: entry.id, organizationId: entry.organizationId, url: entry.url, events: entry.events, secrets };
+        entry.answeredUntil = until;
       }
-      return { id: entry.id, organizationId: entry.organizationId, url: entry.url, events: entry.events, secrets };
+      if (entry.answeredUntil < validUntil) validUntil = entry.answeredUntil;
+      return entry.answered;
     });
     return { targets, validUntil };
   }
+
+  /**
+   * One copy of each organization id, partner id, pattern and list of them:
+   * a million targets parsed from JSON would otherwise hold a million copies
+   * of the same few thousand strings and arrays.
+   */
+  private readonly strings = new Map<string, string>();
+  private readonly lists = new Map<string, readonly string[]>();
+
+  intern(text: string): string {
+    const known = this.strings.get(text);
+    if (known !== undefined) return known;
+    this.strings.set(text, text);
+    return text;
+  }
+
+  internList(items: readonly string[]): readonly string[] {
+    const key = items.join('\n');
+    const known = this.lists.get(key);
+    if (known !== undefined) return known;
+    const list = Object.freeze(items.map((x) => this.intern(x)));
+    this.lists.set(key, list);
+    return list;
+  }
 }
 
-function entryOf(target: WireTarget): Entry {
+function entryOf(table: RoutingTable, target: WireTarget): Entry {
   return {
     id: target.id,
-    organizationId: target.organizationId,
+    organizationId: table.intern(target.organizationId),
     url: target.url,
-    events: [...new Set(target.events)],
-    partnerIds: [...new Set(target.partnerIds.map((p) => p.toLowerCase()))],
+    events: table.internList([...new Set(target.events)]),
+    partnerIds: table.internList([...new Set(target.partnerIds.map((p) => p.toLowerCase()))]),
     secrets: target.secrets.map((s) => ({ secret: s.secret, expiresAt: s.expiresAt === null ? Infinity : Date.parse(s.expiresAt) })),
+    answered: undefined,
+    answeredUntil: 0,
   };
 }
 
@@ -375,12 +415,12 @@ class Replica implements DispatchReplica {
         continue;
       }
       if (line === '') continue;
-      table.upsert(entryOf(JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as WireTarget));
+      table.upsert(entryOf(table, JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as WireTarget));
     }
     if (whole !== undefined) {
       const body = JSON.parse(whole) as { position: string; webhooks: WireTarget[] };
       position = body.position;
-      for (const target of body.webhooks) table.upsert(entryOf(target));
+      for (const target of body.webhooks) table.upsert(entryOf(table, target));
       complete = true;
     }
     if (!complete || position === undefined) throw new Error('the dispatch snapshot ended early');
@@ -454,7 +494,7 @@ class Replica implements DispatchReplica {
       this.counts.duplicatesSkipped++;
       return;
     }
-    if (event === 'webhook.upserted') this.table.upsert(entryOf(JSON.parse(data) as WireTarget));
+    if (event === 'webhook.upserted') this.table.upsert(entryOf(this.table, JSON.parse(data) as WireTarget));
     else if (event === 'webhook.removed') this.table.remove((JSON.parse(data) as { id: string }).id);
     else return; // an event type this version does not know: not a routing change it can apply
     this.current = id;
