@@ -200,6 +200,9 @@ describe('createDispatchReplica', () => {
     await settleProjection(elsewhere);
     await elsewhere.stop();
     registry = await startRegistry({ clients: CLIENTS, dataDir, oauth, env: { PORT: port } });
+    // The follower learns its origin from the read model's checkpoint once it has started (a round trip on PostgreSQL).
+    const feed = registry.server.changeFeed;
+    await until(() => feed.started, 'the change feed to start');
     const stale = replica.position!;
     expect(comparePositions(decodePosition(stale), registry.server.changeFeed.origin!)).toBeLessThan(0);
     const gone = await registry.request('GET', `/internal/v1/changes?after=${stale}`, { token: await registry.token('dispatcher') });
