@@ -11,14 +11,24 @@ const TAG_BYTES = 16;
  * Decrypted secrets kept for dispatch lookups and replays (a GCM decipher
  * costs 5–20 µs; a lookup needs one per target). About 240 bytes each, so
  * the cache stays under ~19 MiB (measured: 23 MiB per 100 000 entries).
+ *
+ * Two generations of half the size each, not one Map evicting its oldest
+ * entry: `map.keys().next()` walks over every entry deleted before it that
+ * the Map has not compacted yet, so under lookups of more distinct secrets
+ * than the cache holds each eviction got slower — at 1 000 000 webhooks a
+ * decryption went from 8 µs to 62 µs per secret within 3 000 lookups. Here a
+ * full young generation becomes the old one and the previous old one is
+ * dropped whole; a hit in the old generation is moved back into the young.
  */
 const PLAINTEXT_CACHE_SIZE = 80_000;
+const GENERATION_SIZE = PLAINTEXT_CACHE_SIZE / 2;
 
 export class SecretBox {
   private readonly byId: ReadonlyMap<string, Buffer>;
   private readonly current: EncryptionKey;
   /** Keyed by the whole box and its context, so a hit is exactly what decryption would return. */
-  private readonly plaintexts = new Map<string, string>();
+  private young = new Map<string, string>();
+  private old = new Map<string, string>();
 
   constructor(keys: readonly EncryptionKey[]) {
     const first = keys[0];
@@ -45,16 +55,29 @@ export class SecretBox {
   decrypt(box: EncryptedSecret, context: { webhookId: string; organizationId: string }, remember = true): string {
     // join() builds one flat string; a template literal would keep a rope of its parts alive in the cache.
     const cacheKey = [box.keyId, box.iv, box.ciphertext, context.organizationId, context.webhookId].join('\n');
-    const cached = this.plaintexts.get(cacheKey);
+    const cached = this.young.get(cacheKey);
     if (cached !== undefined) return cached;
-    const plaintext = this.decryptUncached(box, context);
-    if (!remember) return plaintext;
-    if (this.plaintexts.size >= PLAINTEXT_CACHE_SIZE) {
-      const oldest = this.plaintexts.keys().next();
-      if (oldest.done !== true) this.plaintexts.delete(oldest.value);
+    const older = this.old.get(cacheKey);
+    if (older !== undefined) {
+      if (remember) this.remember(cacheKey, older);
+      return older;
     }
-    this.plaintexts.set(cacheKey, plaintext);
+    const plaintext = this.decryptUncached(box, context);
+    if (remember) this.remember(cacheKey, plaintext);
     return plaintext;
+  }
+
+  /** Plaintexts held now (both generations; an entry moved to the young one may be counted twice), for tests. */
+  get cached(): number {
+    return this.young.size + this.old.size;
+  }
+
+  private remember(cacheKey: string, plaintext: string): void {
+    if (this.young.size >= GENERATION_SIZE) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+    this.young.set(cacheKey, plaintext);
   }
 
   private decryptUncached(box: EncryptedSecret, context: { webhookId: string; organizationId: string }): string {

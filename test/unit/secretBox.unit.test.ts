@@ -50,4 +50,24 @@ describe('SecretBox', () => {
     expect(rotated.decrypt(old, here)).toBe('whsec_old');
     expect(() => new SecretBox([next]).decrypt(old, here)).toThrow(/k1/);
   });
+  it('keeps its plaintext cache bounded under more distinct secrets than it holds, and answers right from either generation', () => {
+    const box = new SecretBox([key]);
+    const contexts = Array.from({ length: 3000 }, (_, i) => ({ webhookId: `w-${i}`, organizationId: 'org-a' }));
+    const sealed = contexts.map((context, i) => box.encrypt(`whsec_${i}`, context));
+    // A snapshot's bulk read remembers nothing.
+    for (let i = 0; i < 100; i++) box.decrypt(sealed[i]!, contexts[i]!, false);
+    expect(box.cached).toBe(0);
+    // More distinct secrets than the cache holds.
+    const many = Array.from({ length: 100_000 }, (_, i) => {
+      const context = { webhookId: `m-${i}`, organizationId: 'org-b' };
+      return { context, sealed: box.encrypt(`whsec_m${i}`, context) };
+    });
+    for (const { context, sealed: s } of many) box.decrypt(s, context);
+    expect(box.cached).toBeGreaterThan(0);
+    expect(box.cached).toBeLessThanOrEqual(80_000);
+    // Entries from the old generation, the young one and evicted ones all decrypt to their own secret.
+    for (const i of [0, 30_000, 59_999, 60_000, 99_999]) expect(box.decrypt(many[i]!.sealed, many[i]!.context)).toBe(`whsec_m${i}`);
+    for (let i = 0; i < 3000; i += 299) expect(box.decrypt(sealed[i]!, contexts[i]!)).toBe(`whsec_${i}`);
+    expect(box.cached).toBeLessThanOrEqual(80_000);
+  });
 });
