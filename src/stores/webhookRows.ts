@@ -5,8 +5,8 @@
 //   and one per (partner, pattern) it must receive while dispatchable;
 // - the tests that let an engine leave unchanged index rows alone, and the
 //   difference to write when they did change.
-import { effectivePartnerIds, type EncryptedSecret, type PreviousSecret, type WebhookStatus } from '../domain/webhook.ts';
-import type { WebhookView } from '../projections/webhookView.ts';
+import { type EncryptedSecret, type PreviousSecret, type WebhookStatus } from '../domain/webhook.ts';
+import { viewOf, type WebhookView } from '../projections/webhookView.ts';
 import type { IdempotencyKeyEntry } from './readModel.ts';
 import { patternsMatching } from '../domain/eventTypes.ts';
 
@@ -73,13 +73,7 @@ export function viewOfRow(row: WebhookRow): WebhookView {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
-  return {
-    ...webhook,
-    revision: row.revision,
-    position: row.position,
-    deleted: row.deleted,
-    effectivePartnerIds: effectivePartnerIds(webhook),
-  };
+  return viewOf(webhook, row.revision, row.position, row.deleted);
 }
 
 export function secretOfRow(row: Pick<WebhookRow, 'secret_key_id' | 'secret_iv' | 'secret_ciphertext'>): EncryptedSecret {

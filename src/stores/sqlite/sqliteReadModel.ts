@@ -24,7 +24,7 @@ import { RoutingIndex, rowQualifies, type RoutedRow } from './routingIndex.ts';
 import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
 import { comparePositions, decodePosition, encodePosition, type RecordedEvent } from '../eventStore.ts';
-import { nextView, upgradeStoredView, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
+import { nextView, upgradeStoredView, viewOf, type StoredWebhookView, type WebhookView } from '../../projections/webhookView.ts';
 import type { WebhookStatus } from '../../domain/webhook.ts';
 import {
   eventFilterPatterns,
@@ -35,7 +35,6 @@ import {
   type KeyRow,
   type PreviousSecretRow,
 } from '../webhookRows.ts';
-import { effectivePartnerIds } from '../../domain/webhook.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
@@ -326,13 +325,7 @@ function viewOfColumns(row: ViewColumns, from: number): WebhookView {
     createdAt: c(12) as string,
     updatedAt: c(13) as string,
   };
-  return {
-    ...webhook,
-    revision: c(14) as number,
-    position: c(15) as string,
-    deleted: c(16) === 1,
-    effectivePartnerIds: effectivePartnerIds(webhook),
-  };
+  return viewOf(webhook, c(14) as number, c(15) as string, c(16) === 1);
 }
 
 /** A stored view and the `seq` its index rows point at. */
