@@ -79,20 +79,29 @@ readModel.applyBatch = async (events: readonly RecordedEvent[], expected: string
 let probing = false;
 const lookupProbe = { queries: 0, querySeconds: 0, decrypts: 0, decryptSeconds: 0 };
 const originalDispatch = readModel.dispatchTargets.bind(readModel);
-readModel.dispatchTargets = async (eventType: string, partnerId: string) => {
-  if (!probing) return originalDispatch(eventType, partnerId);
+readModel.dispatchTargets = async (eventType: string, partnerId: string, between?: () => Promise<void>) => {
+  if (!probing) return originalDispatch(eventType, partnerId, between);
+  // The time in the query, not the waits for turns between its slices.
+  let waited = 0;
+  const timedBetween =
+    between &&
+    (async () => {
+      const from = performance.now();
+      await between();
+      waited += performance.now() - from;
+    });
   const started = performance.now();
-  const result = await originalDispatch(eventType, partnerId);
+  const result = await originalDispatch(eventType, partnerId, timedBetween);
   lookupProbe.queries += 1;
-  lookupProbe.querySeconds += (performance.now() - started) / 1000;
+  lookupProbe.querySeconds += (performance.now() - started - waited) / 1000;
   return result;
 };
 const secrets = server.core.secrets;
 const originalDecrypt = secrets.decrypt.bind(secrets);
-secrets.decrypt = (box, context) => {
-  if (!probing) return originalDecrypt(box, context);
+secrets.decrypt = (box, context, remember) => {
+  if (!probing) return originalDecrypt(box, context, remember);
   const started = performance.now();
-  const plaintext = originalDecrypt(box, context);
+  const plaintext = originalDecrypt(box, context, remember);
   lookupProbe.decrypts += 1;
   lookupProbe.decryptSeconds += (performance.now() - started) / 1000;
   return plaintext;

@@ -7,7 +7,7 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config.ts';
 import { loadCatalog } from './catalog.ts';
 import { createDispatchLookup } from './dispatch/dispatchTargets.ts';
-import { lookupTurns } from './dispatch/lookupTurns.ts';
+import { createTurns } from './dispatch/lookupTurns.ts';
 import { ChangeFeed } from './dispatch/changeFeed.ts';
 import { SqliteReadModel } from './stores/sqlite/sqliteReadModel.ts';
 import { buildApp, LOG_SERIALIZERS, REDACTED_PATHS } from './http/app.ts';
@@ -84,7 +84,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       store: core.store,
       readModel: core.readModel,
       commands: core.commands,
-      lookup: lookupTurns(createDispatchLookup(core.readModel, core.secrets, now)),
+      lookup: createDispatchLookup(core.readModel, core.secrets, now, { turns: createTurns() }),
       changeFeed: { feed: changeFeed, secrets: core.secrets, keepAliveMs: config.CHANGE_FEED_KEEPALIVE_MS },
       catalog,
       readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS, () => core.store.headPosition()),

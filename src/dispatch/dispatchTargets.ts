@@ -3,6 +3,7 @@
 // in-process dispatchers. Secrets are decrypted here, only for ACTIVE targets.
 import type { SecretBox } from '../crypto/secretBox.ts';
 import type { DispatchView, ReadModel } from '../stores/readModel.ts';
+import { LOOKUP_SLICE, type Turns } from './lookupTurns.ts';
 
 export interface DispatchTarget {
   readonly id: string;
@@ -15,11 +16,41 @@ export interface DispatchTarget {
 
 export type DispatchLookup = (eventType: string, partnerId: string) => Promise<DispatchTarget[]>;
 
-export function createDispatchLookup(readModel: ReadModel, secrets: SecretBox, now: () => Date = () => new Date()): DispatchLookup {
+export interface DispatchLookupOptions {
+  /**
+   * Take turns on the event loop (lookupTurns.ts): every slice of a lookup —
+   * the read model's row reads and the decryptions, LOOKUP_SLICE targets at a
+   * time — waits for one. The HTTP route's lookups do; without it a lookup
+   * runs in one go.
+   */
+  readonly turns?: Turns;
+}
+
+export function createDispatchLookup(
+  readModel: ReadModel,
+  secrets: SecretBox,
+  now: () => Date = () => new Date(),
+  options: DispatchLookupOptions = {},
+): DispatchLookup {
+  const { turns } = options;
+  if (turns === undefined) {
+    return async (eventType, partnerId) => {
+      const views = await readModel.dispatchTargets(eventType, partnerId.toLowerCase());
+      const at = now().getTime();
+      return views.map((view) => toTarget(view, secrets, at));
+    };
+  }
+  const between = (): Promise<void> => turns.take();
   return async (eventType, partnerId) => {
-    const views = await readModel.dispatchTargets(eventType, partnerId.toLowerCase());
+    await turns.take();
+    const views = await readModel.dispatchTargets(eventType, partnerId.toLowerCase(), between);
     const at = now().getTime();
-    return views.map((view) => toTarget(view, secrets, at));
+    const targets: DispatchTarget[] = [];
+    for (let i = 0; i < views.length; i++) {
+      if (i % LOOKUP_SLICE === 0) await turns.take();
+      targets.push(toTarget(views[i]!, secrets, at));
+    }
+    return targets;
   };
 }
 

@@ -76,8 +76,13 @@ export interface ReadModel {
   /**
    * ACTIVE, live webhooks with a pattern matching `eventType` whose partner
    * filter admits `partnerId`, ordered by id: only what a dispatcher needs.
+   * `between`, when given, is awaited between slices of synchronous work (the
+   * embedded engine's row reads); the slices are then separate reads, so a
+   * webhook changed meanwhile shows as it was when its slice read it, and one
+   * created meanwhile is not in the answer (as if the lookup had run a moment
+   * earlier). Engines whose work is I/O may ignore it.
    */
-  dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]>;
+  dispatchTargets(eventType: string, partnerId: string, between?: () => Promise<void>): Promise<DispatchView[]>;
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null>;
   /** Every stored webhook, tombstones included, ordered by id (for audits and rebuild checks). */
   allWebhooks(): AsyncIterable<WebhookView>;

@@ -1,87 +1,79 @@
-// Dispatch lookups wait for a turn each (src/dispatch/lookupTurns.ts): other
-// work queued on the event loop runs between two lookups, answers and errors
-// come back to the caller that asked, and a long queue drains.
+// Slices of dispatch lookups wait for a turn each (src/dispatch/lookupTurns.ts):
+// other work queued on the event loop runs between two slices, busy other
+// work gets two iterations per slice, and a long queue drains in order.
 import { describe, expect, it } from 'vitest';
-import type { DispatchLookup, DispatchTarget } from '../../src/dispatch/dispatchTargets.ts';
-import { lookupTurns } from '../../src/dispatch/lookupTurns.ts';
+import { createTurns, type Turns } from '../../src/dispatch/lookupTurns.ts';
 
-const target = (id: string): DispatchTarget => ({ id, organizationId: 'org', url: 'https://example.com/hook', events: ['kyc.*'], secrets: ['s'] });
-
-describe('lookupTurns', () => {
-  /** Three lookups that do their work synchronously (as the embedded engine does), beside other work of `steps` setImmediate steps of `busyMs` each. */
-  async function interleave(steps: number, busyMs: number): Promise<string[]> {
-    const order: string[] = [];
-    const turns = lookupTurns((eventType) => {
-      order.push(eventType);
-      return Promise.resolve([]);
-    });
-    const answers = [turns('a', 'p'), turns('b', 'p'), turns('c', 'p')];
-    // Other work waiting on the loop at the same time (say, registrations' next steps).
-    const other = new Promise<void>((resolve) => {
-      let done = 0;
-      const step = (): void => {
-        const until = performance.now() + busyMs;
-        while (performance.now() < until);
-        order.push(`other-${++done}`);
-        if (done < steps) setImmediate(step);
-        else resolve();
-      };
-      setImmediate(step);
-    });
-    expect(order).toEqual([]);
-    await Promise.all([...answers, other]);
-    return order;
+/** A lookup of `slices` synchronous slices (as the embedded engine's row reads are), each taking a turn first. */
+async function lookup(turns: Turns, name: string, slices: number, order: string[]): Promise<void> {
+  for (let i = 1; i <= slices; i++) {
+    await turns.take();
+    order.push(`${name}${i}`);
   }
+}
 
-  it('lets other callbacks run between two lookups instead of running all lookups in one go', async () => {
-    const order = await interleave(3, 0);
-    expect(order.filter((x) => !x.startsWith('other'))).toEqual(['a', 'b', 'c']);
-    // Never two lookups in a row: at least one other step ran between them.
-    for (let i = 1; i < order.length; i++) expect(`${order[i - 1]!.length}:${order[i]!.length}`).not.toBe('1:1');
+/** Other work on the loop at the same time (say, registrations' next steps): `steps` setImmediate steps of `busyMs` each. */
+function otherWork(steps: number, busyMs: number, order: string[]): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let done = 0;
+    const step = (): void => {
+      const until = performance.now() + busyMs;
+      while (performance.now() < until);
+      order.push(`other-${++done}`);
+      if (done < steps) setImmediate(step);
+      else resolve();
+    };
+    setImmediate(step);
+  });
+}
+
+const slicesOf = (order: readonly string[]): string[] => order.filter((x) => !x.startsWith('other'));
+
+describe('lookup turns', () => {
+  it('lets other callbacks run between two slices instead of running whole lookups in one go', async () => {
+    const turns = createTurns();
+    const order: string[] = [];
+    const all = Promise.all([lookup(turns, 'a', 2, order), lookup(turns, 'b', 2, order), otherWork(6, 0, order)]);
+    expect(order).toEqual([]);
+    await all;
+    // Slices in the order they asked for turns: a1 and b1 first, then the second slices.
+    expect(slicesOf(order)).toEqual(['a1', 'b1', 'a2', 'b2']);
+    // Never two slices in a row while other work is waiting.
+    const lastSlice = order.indexOf('b2');
+    for (let i = 1; i <= lastSlice; i++) {
+      expect(order[i - 1]!.startsWith('other') || order[i]!.startsWith('other'), order.join(' ')).toBe(true);
+    }
   });
 
-  it('gives other work two iterations per lookup while that work is busy', async () => {
-    const order = await interleave(8, 2);
-    expect(order.filter((x) => !x.startsWith('other'))).toEqual(['a', 'b', 'c']);
+  it('gives other work two iterations per slice while that work is busy', async () => {
+    const turns = createTurns();
+    const order: string[] = [];
+    await Promise.all([lookup(turns, 'a', 3, order), otherWork(10, 2, order)]);
+    expect(slicesOf(order)).toEqual(['a1', 'a2', 'a3']);
     const at = (x: string): number => order.indexOf(x);
-    expect(at('b') - at('a')).toBeGreaterThanOrEqual(3);
-    expect(at('c') - at('b')).toBeGreaterThanOrEqual(3);
+    expect(at('a2') - at('a1')).toBeGreaterThanOrEqual(3);
+    expect(at('a3') - at('a2')).toBeGreaterThanOrEqual(3);
   });
 
-  it('answers each caller with its own result or error, in the order they asked', async () => {
-    const lookup: DispatchLookup = (eventType, partnerId) =>
-      eventType === 'bad' ? Promise.reject(new Error(`no ${partnerId}`)) : Promise.resolve([target(`${eventType}/${partnerId}`)]);
-    const turns = lookupTurns(lookup);
-    const results = await Promise.allSettled([turns('x', 'p1'), turns('bad', 'p2'), turns('y', 'p3')]);
-    expect(results[0]).toEqual({ status: 'fulfilled', value: [target('x/p1')] });
-    expect(results[1]).toMatchObject({ status: 'rejected', reason: { message: 'no p2' } });
-    expect(results[2]).toEqual({ status: 'fulfilled', value: [target('y/p3')] });
+  it('runs slices back to back when nothing else is waiting', async () => {
+    const turns = createTurns();
+    const order: string[] = [];
+    await lookup(turns, 'a', 5, order);
+    expect(order).toEqual(['a1', 'a2', 'a3', 'a4', 'a5']);
   });
 
-  it('turns a lookup that throws instead of rejecting into a rejection', async () => {
-    const turns = lookupTurns(() => {
-      throw new Error('thrown');
-    });
-    await expect(turns('x', 'p')).rejects.toThrow('thrown');
-    // And the queue keeps working after it.
-    const again = lookupTurns(() => Promise.resolve([]));
-    await expect(again('x', 'p')).resolves.toEqual([]);
-  });
-
-  it('drains a queue longer than one compaction, in order, while more lookups keep arriving', async () => {
+  it('drains a queue longer than one compaction, in order, while more turns keep being asked for', async () => {
+    const turns = createTurns();
     const seen: number[] = [];
-    const turns = lookupTurns((eventType) => {
-      seen.push(Number(eventType));
-      return Promise.resolve([]);
-    });
-    const first = Array.from({ length: 1500 }, (_, i) => turns(String(i), 'p'));
+    const ask = (i: number): Promise<void> => turns.take().then(() => void seen.push(i));
+    const first = Array.from({ length: 1500 }, (_, i) => ask(i));
     // More arrive while the first ones are being served.
     await first[700];
-    const more = Array.from({ length: 1500 }, (_, i) => turns(String(1500 + i), 'p'));
+    const more = Array.from({ length: 1500 }, (_, i) => ask(1500 + i));
     await Promise.all([...first, ...more]);
     expect(seen).toEqual(Array.from({ length: 3000 }, (_, i) => i));
-    // Idle again: the next lookup is served on its own turn.
-    await expect(turns('3000', 'p')).resolves.toEqual([]);
+    // Idle again: the next turn still comes.
+    await ask(3000);
     expect(seen.at(-1)).toBe(3000);
   });
 });

@@ -81,6 +81,31 @@ export class RoutingIndex {
     return found;
   }
 
+  /**
+   * The candidates of `partnerId` for any of `patterns`, each once, for a
+   * lookup that reads their rows in slices: check each with rowQualifies as
+   * stored then, and `drop` the ones that do not.
+   */
+  candidates(partnerId: string, patterns: readonly string[]): number[] {
+    if (patterns.length === 1) return [...(this.slots.get(slotKey(partnerId, patterns[0]!)) ?? [])];
+    const seqs = new Set<number>();
+    for (const pattern of patterns) for (const seq of this.slots.get(slotKey(partnerId, pattern)) ?? []) seqs.add(seq);
+    return [...seqs];
+  }
+
+  /** Removes `seq` from the slots of `partnerId` × `patterns`: its row, as stored now, qualifies for none of them. */
+  drop(partnerId: string, patterns: readonly string[], seq: number): void {
+    for (const pattern of patterns) {
+      const key = slotKey(partnerId, pattern);
+      const slot = this.slots.get(key);
+      if (slot === undefined) continue;
+      const at = indexOf(slot, seq);
+      if (at < 0) continue;
+      if (slot.length === 1) this.slots.delete(key);
+      else slot.splice(at, 1);
+    }
+  }
+
   clear(): void {
     this.slots.clear();
   }
@@ -108,4 +133,16 @@ function insertSorted(slot: number[], seq: number): void {
     else hi = mid;
   }
   if (slot[lo] !== seq) slot.splice(lo, 0, seq);
+}
+
+/** Where `seq` is in ascending `slot`, or -1. */
+function indexOf(slot: readonly number[], seq: number): number {
+  let lo = 0;
+  let hi = slot.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (slot[mid]! < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return slot[lo] === seq ? lo : -1;
 }

@@ -20,6 +20,7 @@
 // transaction.
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { LOOKUP_SLICE } from '../../dispatch/lookupTurns.ts';
 import { RoutingIndex, rowQualifies, type RoutedRow } from './routingIndex.ts';
 import { WalCheckpointer } from './walCheckpointer.ts';
 import { patternsMatching } from '../../domain/eventTypes.ts';
@@ -745,15 +746,55 @@ export class SqliteReadModel implements ReadModel {
     return run(() => this.live.list(query));
   }
 
-  dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
+  dispatchTargets(eventType: string, partnerId: string, between?: () => Promise<void>): Promise<DispatchView[]> {
+    const patterns = patternsMatching(eventType);
+    if (between !== undefined) return this.dispatchTargetsInSlices(partnerId, patterns, between);
     return run(() =>
       this.lookupTransaction(() => {
         this.syncRouting();
-        const patterns = patternsMatching(eventType);
         const targets = this.routing.lookup(partnerId, patterns, (seq) => this.live.target(seq, partnerId, patterns));
-        return targets.sort((a, b) => (a.id < b.id ? -1 : 1));
+        return targets.sort(byId);
       }),
     );
+  }
+
+  /**
+   * The same answer, its candidates' rows read LOOKUP_SLICE at a time, each
+   * slice its own read transaction with `between` awaited before it. Seqs
+   * stay a webhook's own while the table set does; if it was switched
+   * meanwhile (a rebuild), the lookup starts again.
+   */
+  private async dispatchTargetsInSlices(partnerId: string, patterns: readonly string[], between: () => Promise<void>): Promise<DispatchView[]> {
+    for (;;) {
+      let candidates: number[] = [];
+      let schemaVersion = 0;
+      let at = 0;
+      let switched = false;
+      const found: DispatchView[] = [];
+      const slice = (): void => {
+        this.syncRouting();
+        const state = this.routingState as { readonly schemaVersion: number };
+        if (at === 0) {
+          schemaVersion = state.schemaVersion;
+          candidates = this.routing.candidates(partnerId, patterns);
+        } else if (state.schemaVersion !== schemaVersion) {
+          switched = true;
+          return;
+        }
+        for (const end = Math.min(at + LOOKUP_SLICE, candidates.length); at < end; at++) {
+          const seq = candidates[at]!;
+          const view = this.live.target(seq, partnerId, patterns);
+          if (view === null) this.routing.drop(partnerId, patterns, seq);
+          else found.push(view);
+        }
+      };
+      this.lookupTransaction(slice);
+      while (!switched && at < candidates.length) {
+        await between();
+        this.lookupTransaction(slice);
+      }
+      if (!switched) return found.sort(byId);
+    }
   }
 
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null> {
@@ -898,6 +939,10 @@ export function openSqliteReadModel(options: SqliteReadModelOptions): SqliteRead
 }
 
 /** Runs synchronous SQLite work and turns a throw into a rejected promise. */
+function byId(a: { readonly id: string }, b: { readonly id: string }): number {
+  return a.id < b.id ? -1 : 1;
+}
+
 function run<T>(f: () => T): Promise<T> {
   try {
     return Promise.resolve(f());
