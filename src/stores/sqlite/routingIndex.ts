@@ -120,23 +120,22 @@ export class RoutingIndex {
 
 /** Inserts `seq` into ascending `slot` unless present; new webhooks have the largest seq, so this is usually a push. */
 function insertSorted(slot: number[], seq: number): void {
-  const last = slot[slot.length - 1]!;
-  if (seq > last) {
+  if (seq > slot[slot.length - 1]!) {
     slot.push(seq);
     return;
   }
-  let lo = 0;
-  let hi = slot.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (slot[mid]! < seq) lo = mid + 1;
-    else hi = mid;
-  }
-  if (slot[lo] !== seq) slot.splice(lo, 0, seq);
+  const at = lowerBound(slot, seq);
+  if (slot[at] !== seq) slot.splice(at, 0, seq);
 }
 
 /** Where `seq` is in ascending `slot`, or -1. */
 function indexOf(slot: readonly number[], seq: number): number {
+  const at = lowerBound(slot, seq);
+  return slot[at] === seq ? at : -1;
+}
+
+/** The first index of ascending `slot` whose value is not below `seq`. */
+function lowerBound(slot: readonly number[], seq: number): number {
   let lo = 0;
   let hi = slot.length;
   while (lo < hi) {
@@ -144,5 +143,5 @@ function indexOf(slot: readonly number[], seq: number): number {
     if (slot[mid]! < seq) lo = mid + 1;
     else hi = mid;
   }
-  return slot[lo] === seq ? lo : -1;
+  return lo;
 }
