@@ -5,7 +5,7 @@
 //   and one per (partner, pattern) it must receive while dispatchable;
 // - the tests that let an engine leave unchanged index rows alone, and the
 //   difference to write when they did change.
-import { type EncryptedSecret, type PreviousSecret, type WebhookStatus } from '../domain/webhook.ts';
+import type { EncryptedSecret, PreviousSecret, WebhookStatus } from '../domain/webhook.ts';
 import { viewOf, type WebhookView } from '../projections/webhookView.ts';
 import type { IdempotencyKeyEntry } from './readModel.ts';
 import { patternsMatching } from '../domain/eventTypes.ts';

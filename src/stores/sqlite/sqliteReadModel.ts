@@ -938,11 +938,12 @@ export function openSqliteReadModel(options: SqliteReadModelOptions): SqliteRead
   return new SqliteReadModel(options);
 }
 
-/** Runs synchronous SQLite work and turns a throw into a rejected promise. */
+/** Dispatch answers are ordered by id. */
 function byId(a: { readonly id: string }, b: { readonly id: string }): number {
   return a.id < b.id ? -1 : 1;
 }
 
+/** Runs synchronous SQLite work and turns a throw into a rejected promise. */
 function run<T>(f: () => T): Promise<T> {
   try {
     return Promise.resolve(f());
