@@ -14,7 +14,7 @@
 import { loadConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
 import { encodePosition, type AppendResult, type EventStore, type ExpectedRevision, type NewEvent, type RecordedEvent } from '../src/stores/eventStore.ts';
-import type { ReadModel } from '../src/stores/readModel.ts';
+import type { DispatchSlices, DispatchView, ReadModel } from '../src/stores/readModel.ts';
 
 const config = loadConfig(process.env);
 const server = await startServer(config);
@@ -79,21 +79,33 @@ readModel.applyBatch = async (events: readonly RecordedEvent[], expected: string
 let probing = false;
 const lookupProbe = { queries: 0, querySeconds: 0, decrypts: 0, decryptSeconds: 0 };
 const originalDispatch = readModel.dispatchTargets.bind(readModel);
-readModel.dispatchTargets = async (eventType: string, partnerId: string, between?: () => Promise<void>) => {
-  if (!probing) return originalDispatch(eventType, partnerId, between);
-  // The time in the query, not the waits for turns between its slices.
+readModel.dispatchTargets = async <T extends { readonly id: string } = DispatchView>(
+  eventType: string,
+  partnerId: string,
+  slices?: DispatchSlices<T>,
+): Promise<T[]> => {
+  if (!probing) return originalDispatch(eventType, partnerId, slices);
+  // The time in the query: not the waits for turns between its slices, nor
+  // the decryptions its slices make (the decryption probe counts those).
   let waited = 0;
-  const timedBetween =
-    between &&
-    (async () => {
+  let keeping = 0;
+  const timed = slices && {
+    keep: (view: DispatchView) => {
       const from = performance.now();
-      await between();
+      const kept = slices.keep(view);
+      keeping += performance.now() - from;
+      return kept;
+    },
+    between: async () => {
+      const from = performance.now();
+      await slices.between();
       waited += performance.now() - from;
-    });
+    },
+  };
   const started = performance.now();
-  const result = await originalDispatch(eventType, partnerId, timedBetween);
+  const result = await originalDispatch(eventType, partnerId, timed);
   lookupProbe.queries += 1;
-  lookupProbe.querySeconds += (performance.now() - started - waited) / 1000;
+  lookupProbe.querySeconds += (performance.now() - started - waited - keeping) / 1000;
   return result;
 };
 const secrets = server.core.secrets;

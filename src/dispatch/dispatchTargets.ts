@@ -3,7 +3,7 @@
 // in-process dispatchers. Secrets are decrypted here, only for ACTIVE targets.
 import type { SecretBox } from '../crypto/secretBox.ts';
 import type { DispatchView, ReadModel } from '../stores/readModel.ts';
-import { LOOKUP_SLICE, type Turns } from './lookupTurns.ts';
+import type { Turns } from './lookupTurns.ts';
 
 export interface DispatchTarget {
   readonly id: string;
@@ -19,8 +19,8 @@ export type DispatchLookup = (eventType: string, partnerId: string) => Promise<D
 export interface DispatchLookupOptions {
   /**
    * Take turns on the event loop (lookupTurns.ts): every slice of a lookup —
-   * the read model's row reads and the decryptions, LOOKUP_SLICE targets at a
-   * time — waits for one. The HTTP route's lookups do; without it a lookup
+   * the read model's row reads and their decryptions, LOOKUP_SLICE targets at
+   * a time — waits for one. The HTTP route's lookups do; without it a lookup
    * runs in one go.
    */
   readonly turns?: Turns;
@@ -43,14 +43,12 @@ export function createDispatchLookup(
   const between = (): Promise<void> => turns.take();
   return async (eventType, partnerId) => {
     await turns.take();
-    const views = await readModel.dispatchTargets(eventType, partnerId.toLowerCase(), between);
     const at = now().getTime();
-    const targets: DispatchTarget[] = [];
-    for (let i = 0; i < views.length; i++) {
-      if (i % LOOKUP_SLICE === 0) await turns.take();
-      targets.push(toTarget(views[i]!, secrets, at));
-    }
-    return targets;
+    // Each row becomes its target (secrets decrypted) in the slice that read it.
+    return await readModel.dispatchTargets(eventType, partnerId.toLowerCase(), {
+      keep: (view) => toTarget(view, secrets, at),
+      between,
+    });
   };
 }
 

@@ -14,6 +14,25 @@ export type { WebhookView } from '../projections/webhookView.ts';
  */
 export type DispatchView = Pick<WebhookView, 'id' | 'organizationId' | 'url' | 'events' | 'secret' | 'previousSecrets'>;
 
+/**
+ * How a dispatch lookup reads its rows (ReadModel.dispatchTargets): what it
+ * keeps of each, and what it waits for between slices. Keeping the small
+ * thing (a target with its secrets) in the slice that read the row, rather
+ * than every row until the end, lets the rows die young: a lookup of 117
+ * targets waits through several turns, and rows kept that long were promoted
+ * to the old generation by the megabyte.
+ */
+export interface DispatchSlices<T> {
+  readonly keep: (view: DispatchView) => T;
+  readonly between: () => Promise<void>;
+}
+
+/** What an engine that reads in one go answers (see ReadModel.dispatchTargets). */
+export function keptTargets<T extends { readonly id: string }>(views: DispatchView[], slices: DispatchSlices<T> | undefined): T[] {
+  // Without slices T is its default, DispatchView: the views are the answer.
+  return slices === undefined ? (views as unknown as T[]) : views.map(slices.keep);
+}
+
 export function toDispatchView(view: WebhookView): DispatchView {
   return {
     id: view.id,
@@ -76,13 +95,19 @@ export interface ReadModel {
   /**
    * ACTIVE, live webhooks with a pattern matching `eventType` whose partner
    * filter admits `partnerId`, ordered by id: only what a dispatcher needs.
-   * `between`, when given, is awaited between slices of synchronous work (the
-   * embedded engine's row reads); the slices are then separate reads, so a
-   * webhook changed meanwhile shows as it was when its slice read it, and one
-   * created meanwhile is not in the answer (as if the lookup had run a moment
-   * earlier). Engines whose work is I/O may ignore it.
+   * With `slices`, each row becomes `slices.keep(row)` as soon as it is read,
+   * and the answer is those, ordered by id. The embedded engine then reads
+   * the rows in slices with `slices.between` awaited before each slice after
+   * the first; the slices are separate reads, so a webhook changed meanwhile
+   * shows as it was when its slice read it, and one created meanwhile is not
+   * in the answer (as if the lookup had run a moment earlier). Engines whose
+   * work is I/O read in one go and keep every row afterwards.
    */
-  dispatchTargets(eventType: string, partnerId: string, between?: () => Promise<void>): Promise<DispatchView[]>;
+  dispatchTargets<T extends { readonly id: string } = DispatchView>(
+    eventType: string,
+    partnerId: string,
+    slices?: DispatchSlices<T>,
+  ): Promise<T[]>;
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null>;
   /** Every stored webhook, tombstones included, ordered by id (for audits and rebuild checks). */
   allWebhooks(): AsyncIterable<WebhookView>;

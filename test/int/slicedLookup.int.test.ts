@@ -6,7 +6,8 @@
 // after the pause, one registered meanwhile is in the next lookup; stale
 // index entries dropped by a slice come back when the webhook does; and a
 // rebuild that switches the tables between two slices makes the lookup
-// start again instead of reading other webhooks' rows.
+// start again instead of reading other webhooks' rows. Each row becomes its
+// target in the slice that read it, so rows do not wait through the turns.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatchLookup, type DispatchLookup } from '../../src/dispatch/dispatchTargets.ts';
@@ -105,6 +106,24 @@ describe('dispatch lookups in slices (embedded engine)', () => {
     expect(await idsOf(inOneGo)).toEqual(sorted(ids));
   });
 
+  it('turns each row into what the caller keeps in the slice that read it, not after the last slice', async () => {
+    const keptBeforeTurn: number[] = [];
+    let kept = 0;
+    const answer = await registry.server.core.readModel.dispatchTargets(TYPE, PARTNER_A, {
+      keep: (view) => {
+        kept += 1;
+        return { id: view.id, url: view.url };
+      },
+      between: async () => {
+        keptBeforeTurn.push(kept);
+        await Promise.resolve();
+      },
+    });
+    expect(keptBeforeTurn).toEqual([LOOKUP_SLICE, 2 * LOOKUP_SLICE]);
+    expect(kept).toBe(COUNT);
+    expect(answer.map((t) => t.id)).toEqual(sorted(ids));
+  });
+
   it('starts again when a rebuild in another connection switches the tables between two slices', async () => {
     const lookup = slicedWith(2, async () => {
       const other = openSqliteReadModel({ path: path.join(registry.dataDir, READ_MODEL_FILE) });
@@ -117,8 +136,8 @@ describe('dispatch lookups in slices (embedded engine)', () => {
     const answer = await lookup(TYPE, PARTNER_A);
     expect(answer.map((t) => t.id)).toEqual(sorted(ids));
     // It read its slices again: 1 turn before the lookup, 1 before the slice that found the tables switched,
-    // 2 for the second and third slices of the new start, 3 for the decryptions (a lookup read once takes 6).
-    expect(taken).toBe(7);
+    // 2 for the second and third slices of the new start (each slice decrypts what it read; a lookup read once takes 3).
+    expect(taken).toBe(4);
     // Every target is the webhook it names (rows read by a seq of the old tables would belong to others).
     for (const target of answer) expect(target.url).toBe(`https://hooks.example.com/sliced/${ids.indexOf(target.id)}`);
   });

@@ -56,7 +56,9 @@ import { encodePosition, StoreUnavailableError, WEBHOOK_STREAM_PREFIX, type Reco
 import {
   CheckpointConflictError,
   ProjectionGapError,
+  keptTargets,
   toDispatchView,
+  type DispatchSlices,
   type DispatchView,
   type IdempotencyKeyEntry,
   type ListQuery,
@@ -436,7 +438,11 @@ export class MongoReadModel implements ReadModel {
     });
   }
 
-  dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
+  dispatchTargets<T extends { readonly id: string } = DispatchView>(
+    eventType: string,
+    partnerId: string,
+    slices?: DispatchSlices<T>,
+  ): Promise<T[]> {
     return this.guard('look up dispatch targets', async () => {
       const docs = await this.webhooks(await this.activeVersion())
         .find(
@@ -450,7 +456,10 @@ export class MongoReadModel implements ReadModel {
         )
         .sort({ _id: 1 })
         .toArray();
-      return docs.map((doc) => toDispatchView(toView(doc)));
+      return keptTargets(
+        docs.map((doc) => toDispatchView(toView(doc))),
+        slices,
+      );
     });
   }
 

@@ -24,6 +24,8 @@ import { nextView, type WebhookView } from '../../projections/webhookView.ts';
 import {
   CheckpointConflictError,
   ProjectionGapError,
+  keptTargets,
+  type DispatchSlices,
   type DispatchView,
   type IdempotencyKeyEntry,
   type ListQuery,
@@ -325,9 +327,13 @@ class ViewTables {
     return (await this.query<WebhookRow>('listWebhooks', this.sql.list(filters.join(' ')), params)).rows.map(viewOfRow);
   }
 
-  async dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
+  async dispatchTargets<T extends { readonly id: string } = DispatchView>(
+    eventType: string,
+    partnerId: string,
+    slices?: DispatchSlices<T>,
+  ): Promise<T[]> {
     const { rows } = await this.query<DispatchRow>('dispatchTargets', this.sql.dispatch, [partnerId, patternsMatching(eventType)]);
-    return rows.map((r) => ({
+    const views = rows.map((r) => ({
       id: r.id,
       organizationId: r.organization_id,
       url: r.url,
@@ -335,6 +341,7 @@ class ViewTables {
       secret: secretOfRow(r),
       previousSecrets: previousSecretsOfRows(r.previous_secrets),
     }));
+    return keptTargets(views, slices);
   }
 
   /** The dispatch query as the server would run it (for tests and docs: which index serves it). */
@@ -431,8 +438,12 @@ export class PostgresReadModel implements ReadModel {
     return await this.open().list(query);
   }
 
-  async dispatchTargets(eventType: string, partnerId: string): Promise<DispatchView[]> {
-    return await this.open().dispatchTargets(eventType, partnerId);
+  async dispatchTargets<T extends { readonly id: string } = DispatchView>(
+    eventType: string,
+    partnerId: string,
+    slices?: DispatchSlices<T>,
+  ): Promise<T[]> {
+    return await this.open().dispatchTargets(eventType, partnerId, slices);
   }
 
   async explainDispatch(eventType: string, partnerId: string): Promise<string> {

@@ -39,6 +39,8 @@ import {
 import {
   CheckpointConflictError,
   ProjectionGapError,
+  keptTargets,
+  type DispatchSlices,
   type DispatchView,
   type IdempotencyKeyEntry,
   type ListQuery,
@@ -746,31 +748,40 @@ export class SqliteReadModel implements ReadModel {
     return run(() => this.live.list(query));
   }
 
-  dispatchTargets(eventType: string, partnerId: string, between?: () => Promise<void>): Promise<DispatchView[]> {
+  dispatchTargets<T extends { readonly id: string } = DispatchView>(
+    eventType: string,
+    partnerId: string,
+    slices?: DispatchSlices<T>,
+  ): Promise<T[]> {
     const patterns = patternsMatching(eventType);
-    if (between !== undefined) return this.dispatchTargetsInSlices(partnerId, patterns, between);
+    if (slices !== undefined) return this.dispatchTargetsInSlices(partnerId, patterns, slices);
     return run(() =>
       this.lookupTransaction(() => {
         this.syncRouting();
         const targets = this.routing.lookup(partnerId, patterns, (seq) => this.live.target(seq, partnerId, patterns));
-        return targets.sort(byId);
+        return keptTargets(targets.sort(byId), undefined);
       }),
     );
   }
 
   /**
    * The same answer, its candidates' rows read LOOKUP_SLICE at a time, each
-   * slice its own read transaction with `between` awaited before it. Seqs
-   * stay a webhook's own while the table set does; if it was switched
-   * meanwhile (a rebuild), the lookup starts again.
+   * slice its own read transaction with `between` awaited before it, and
+   * each row turned into what the caller keeps of it in the slice that read
+   * it. Seqs stay a webhook's own while the table set does; if it was
+   * switched meanwhile (a rebuild), the lookup starts again.
    */
-  private async dispatchTargetsInSlices(partnerId: string, patterns: readonly string[], between: () => Promise<void>): Promise<DispatchView[]> {
+  private async dispatchTargetsInSlices<T extends { readonly id: string }>(
+    partnerId: string,
+    patterns: readonly string[],
+    { keep, between }: DispatchSlices<T>,
+  ): Promise<T[]> {
     for (;;) {
       let candidates: number[] = [];
       let schemaVersion = 0;
       let at = 0;
       let switched = false;
-      const found: DispatchView[] = [];
+      const found: T[] = [];
       const slice = (): void => {
         this.syncRouting();
         const state = this.routingState as { readonly schemaVersion: number };
@@ -785,7 +796,7 @@ export class SqliteReadModel implements ReadModel {
           const seq = candidates[at]!;
           const view = this.live.target(seq, partnerId, patterns);
           if (view === null) this.routing.drop(partnerId, patterns, seq);
-          else found.push(view);
+          else found.push(keep(view));
         }
       };
       this.lookupTransaction(slice);
