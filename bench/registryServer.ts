@@ -12,11 +12,13 @@
 // bench/projectorServer.ts) nothing is applied here: `appends-stop` hands the
 // recorded append times to the parent, which matches them with the projector's.
 import { loadConfig } from '../src/config.ts';
+import { applyHeapGrowth } from '../src/heapGrowth.ts';
 import { startServer } from '../src/server.ts';
 import { encodePosition, type AppendResult, type EventStore, type ExpectedRevision, type NewEvent, type RecordedEvent } from '../src/stores/eventStore.ts';
 import type { DispatchSlices, DispatchView, ReadModel } from '../src/stores/readModel.ts';
 
 const config = loadConfig(process.env);
+applyHeapGrowth(config.HEAP_GROWTH_PERCENT); // as src/main.ts does
 const server = await startServer(config);
 
 /**

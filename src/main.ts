@@ -2,6 +2,7 @@
 // print a banner with a ready-to-run curl, and shut down gracefully on
 // SIGTERM/SIGINT.
 import { ConfigError, loadConfig } from './config.ts';
+import { applyHeapGrowth } from './heapGrowth.ts';
 import { startServer } from './server.ts';
 
 async function main(): Promise<void> {
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  applyHeapGrowth(config.HEAP_GROWTH_PERCENT);
   let server;
   try {
     server = await startServer(config);

@@ -1,6 +1,7 @@
 // `project`: runs the projector as its own process (for PROJECTOR=off API
 // replicas), until SIGTERM/SIGINT, stopping at a checkpoint.
 import type { Config } from '../config.ts';
+import { applyHeapGrowth } from '../heapGrowth.ts';
 import { createLogger } from '../server.ts';
 import { Projector } from '../projections/projector.ts';
 import { closeCore, openStores } from '../runtime.ts';
@@ -16,6 +17,7 @@ export async function projectCommand(config: Config, argv: string[]): Promise<nu
     process.stdout.write(`${PROJECT_HELP}\n`);
     return 0;
   }
+  applyHeapGrowth(config.HEAP_GROWTH_PERCENT);
   const logger = createLogger(config);
   const stores = await openStores(config);
   const projector = new Projector(stores.store, stores.readModel, { logger });
