@@ -2,8 +2,10 @@
 // sequence of every kind of write, the replica's answers equal
 // GET /internal/v1/dispatch-targets for every catalog type × partner, secrets
 // included (the registry is the oracle). It survives a registry restart
-// (resuming, or re-bootstrapping on 410) and a cut connection within one
-// server life with no change applied twice and none missed.
+// (resuming, or re-bootstrapping on 410), a server process killed with
+// SIGKILL in the middle of a burst of writes, and a cut connection within one
+// server life, with no change applied twice and none missed.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,6 +15,7 @@ import { comparePositions, decodePosition } from '../../src/stores/eventStore.ts
 import { PARTNER_A, PARTNER_B, PARTNER_C, startRegistry, tempDataDir, type TestRegistry } from '../support/registry.ts';
 import { clientsWith, DispatcherApi, PARTNER_D, PARTNER_UNKNOWN, settleProjection, WebhookApi } from '../support/webhookApi.ts';
 import { seededRandom } from '../support/openapiDocument.ts';
+import { REPO_ROOT } from '../support/cli.ts';
 
 const CATALOG = loadCatalog('catalog/event-types.json').names;
 const PARTNERS = [PARTNER_A, PARTNER_B, PARTNER_C, PARTNER_D, PARTNER_UNKNOWN];
@@ -215,6 +218,44 @@ describe('createDispatchReplica', () => {
     expect(replica.stats.duplicatesSkipped).toBe(0);
   });
 
+  it('follows a server process killed with SIGKILL mid-burst, then its restart, with no change twice and none missed', { timeout: 120_000 }, async () => {
+    // Set up in-process (which also creates this folder's PostgreSQL database on that engine), then stop.
+    const dataDir = tempDataDir();
+    const first = await startRegistry({ clients: CLIENTS, dataDir });
+    const oauth = first.oauth;
+    const port = new URL(first.url).port;
+    cleanups.push(() => oauth.stop());
+    const writer = new RandomWriter(31);
+    await writer.attach(first);
+    for (let i = 0; i < 20; i++) await writer.step();
+    const replica = replicaOf(first);
+    await replica.whenReady();
+    await first.stop();
+
+    // The same data and address served by `npm start`'s entry in a process of its own. `first.request`
+    // (and so the writer) goes to that address: it now reaches the child.
+    const child = await startServerProcess({ ...first.env, PORT: port, LOG_LEVEL: 'warn' }, first.url);
+    cleanups.push(() => child.kill());
+    const applied = replica.stats.changesApplied;
+    const burst = (async () => {
+      for (;;) await writer.step(); // until the kill makes a request fail
+    })().catch(() => undefined);
+    await until(() => replica.stats.changesApplied >= applied + 10, 'the replica to follow the child');
+    const connectionsToChild = replica.stats.connections;
+    await child.kill(); // SIGKILL, writes and changes in flight
+    await burst;
+
+    const registry = await startRegistry({ clients: CLIENTS, dataDir, oauth, env: { PORT: port } });
+    cleanups.push(() => registry.stop());
+    await writer.attach(registry);
+    for (let i = 0; i < 20; i++) await writer.step();
+    await settled(registry, replica);
+    expect(await expectEqualToRegistry(registry, replica)).toBeGreaterThan(0);
+    // It reconnected on its own (resuming, or after a 410 from a snapshot taken again).
+    expect(replica.stats.connections).toBeGreaterThan(connectionsToChild);
+    expect(replica.stats.duplicatesSkipped).toBe(0);
+  });
+
   it('resumes a cut connection within one server life with no change twice and none missed', { timeout: 60_000 }, async () => {
     const registry = await startRegistry({ clients: CLIENTS });
     cleanups.push(() => registry.close());
@@ -251,6 +292,36 @@ describe('createDispatchReplica', () => {
     await expectEqualToRegistry(registry, replica);
   });
 });
+
+/** `src/main.ts` in a child process with `env`, once it answers at `url`; `kill()` sends SIGKILL and waits for the exit. */
+async function startServerProcess(env: Readonly<Record<string, string>>, url: string): Promise<{ kill(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    if (stderr.length < 100_000) stderr += chunk;
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  try {
+    await until(async () => {
+      if (child.exitCode !== null) throw new Error('the server process exited during start-up');
+      const live = await fetch(`${url}/health/live`).catch(() => undefined);
+      await live?.arrayBuffer();
+      return live?.status === 200;
+    }, 'the server process to listen');
+  } catch (error) {
+    await kill();
+    throw new Error(`${(error as Error).message}\n${stderr}`);
+  }
+  return { kill };
+}
 
 /** A TCP proxy to the registry whose connections the test can cut. */
 async function startProxy(target: URL): Promise<{ url: string; cut(): void; close(): Promise<void> }> {
