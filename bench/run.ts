@@ -177,7 +177,7 @@ function registryEnv(extra: Record<string, string> = {}): Record<string, string>
 }
 
 async function startRegistry(label: string, extra: Record<string, string> = {}): Promise<Child> {
-  // One folder per server: tsx's loader thread writes a profile of its own beside the main thread's.
+  // One folder per server, so each run's profiles stay apart.
   const flags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(resultsDir, 'profiles', `${stamp}-${label}`)}`] : [];
   return startChild({ name: `registry (${label})`, script: 'bench/registryServer.ts', env: registryEnv(extra), nodeFlags: flags });
 }
@@ -335,6 +335,15 @@ function metricValue(text: string | undefined, name: string): number {
   }
   return total;
 }
+
+/** One series of a /metrics text (`name{labels}` exactly as written there); 0 if absent. */
+function seriesValue(text: string | undefined, series: string): number {
+  const line = text?.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1)) || 0;
+}
+
+const KEPT_ANSWERS = 'webhook_registry_dispatch_answers_total{source="kept"}';
+const READ_ANSWERS = 'webhook_registry_dispatch_answers_total{source="read"}';
 
 /** If the service exposes Prometheus /metrics with an append → visible histogram, read its p99. */
 async function scrapeLagMetric(url: string): Promise<MetricsLag | undefined> {
@@ -661,6 +670,7 @@ async function main(): Promise<void> {
   await bare.request({ type: 'dispatch-body', body: sample.body }, 'ok');
   log(`[${elapsed()}] dispatch lookups (${fmt(sample.meanTargets, 1)} targets on average, up to ${sample.maxTargets})`);
   const common = { connections: args.connections, seconds: SECONDS, warmupSeconds: WARMUP };
+  let answersBefore: string | undefined;
   const bareGet = await runLoad({ ...common, title: 'bare GET', url: bare.url, serverPid: bare.pid, requests: dispatchRequests(workload, tokens.dispatcher, 1), pids });
   const lookups = await runLoad({
     ...common,
@@ -670,8 +680,16 @@ async function main(): Promise<void> {
     requests: dispatchRequests(workload, tokens.dispatcher, 1),
     ...dbCpu,
     pids,
-    beforeMeasure: () => registry.request({ type: 'probe-start' }, 'ok'),
+    beforeMeasure: async () => {
+      answersBefore = await fetchMetrics(registry.url);
+      await registry.request({ type: 'probe-start' }, 'ok');
+    },
   });
+  const answersAfter = await fetchMetrics(registry.url);
+  const answerSources = {
+    kept: seriesValue(answersAfter, KEPT_ANSWERS) - seriesValue(answersBefore, KEPT_ANSWERS),
+    read: seriesValue(answersAfter, READ_ANSWERS) - seriesValue(answersBefore, READ_ANSWERS),
+  };
   const lookupProbe = await registry.request<{ queries: number; querySeconds: number; decrypts: number; decryptSeconds: number }>(
     { type: 'probe-stop' },
     'probe',
@@ -729,7 +747,9 @@ async function main(): Promise<void> {
     | {
         seed: { count: number; seconds: number; rate: number };
         rebuild: { events: number; seconds: number; rate: number };
-        rss: { maxMiB: number; hwmMiB: number; samples: number; startMiB: number; maxDuringSnapshotMiB: number };
+        rss: { maxMiB: number; hwmMiB: number; samples: number; startMiB: number; maxDuringSnapshotMiB: number; maxDuringLookupsAloneMiB: number };
+        /** HTTP lookups with nothing else running: the answer cache fills to its bound here, if anywhere. */
+        lookupsAlone: LoadResult;
         lookups: LoadResult;
         registrations: LoadResult;
         replica: {
@@ -767,6 +787,8 @@ async function main(): Promise<void> {
     // The server's RSS from here on: serving the replica's snapshot, then the load.
     let maxRss = startMem?.rss ?? 0;
     let maxRssSnapshot = maxRss;
+    let maxRssLookupsAlone = 0;
+    let lookupsAloneRunning = false;
     let samples = 0;
     let replicaChild: Child | undefined;
     let replicaMaxRss = 0;
@@ -777,6 +799,7 @@ async function main(): Promise<void> {
       if (m) {
         maxRss = Math.max(maxRss, m.rss);
         if (!loading) maxRssSnapshot = Math.max(maxRssSnapshot, m.rss);
+        if (lookupsAloneRunning) maxRssLookupsAlone = Math.max(maxRssLookupsAlone, m.rss);
         samples += 1;
       }
       const r = replicaChild ? memoryOf(replicaChild.pid) : undefined;
@@ -805,11 +828,16 @@ async function main(): Promise<void> {
       t('replicaLookupsMillion', since);
       const replicaAfterLookups = await replicaChild.request<{ rss: number; heapUsed: number; external: number }>({ type: 'memory' }, 'memory');
       log(`  ${fmt(replicaLookups.count / replicaLookups.seconds)} lookups/s (${fmt(replicaLookups.meanTargets, 1)} targets on average)`);
-      log(`[${elapsed()}] RSS under lookups and registrations for ${RSS_SECONDS}s, ${PROBES_PER_SECOND} registrations/s probing the replica's visibility beside them`);
-      loading = true;
-      const lookupConnections = Math.max(1, Math.round(args.connections * 0.8));
       const replicaPid = replicaChild.pid;
       const pidsWithReplica = (): number[] => [...pids(), replicaPid];
+      log(`[${elapsed()}] RSS under HTTP dispatch lookups alone for ${RSS_SECONDS}s (nothing changes, so kept answers fill the cache to its bound)`);
+      loading = true;
+      lookupsAloneRunning = true;
+      const lookupsAlone = await runLoad({ title: 'lookups alone at 1M', url: registry.url, connections: args.connections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 6), pids: pidsWithReplica });
+      lookupsAloneRunning = false;
+      log(`  ${fmt(lookupsAlone.rps)} lookups/s; server RSS max ${fmt(maxRssLookupsAlone)} MiB`);
+      log(`[${elapsed()}] RSS under lookups and registrations for ${RSS_SECONDS}s, ${PROBES_PER_SECOND} registrations/s probing the replica's visibility beside them`);
+      const lookupConnections = Math.max(1, Math.round(args.connections * 0.8));
       const loads = Promise.all([
         runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids: pidsWithReplica }),
         runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids: pidsWithReplica }),
@@ -821,7 +849,8 @@ async function main(): Promise<void> {
       million = {
         seed: seedLarge,
         rebuild: rebuildLarge,
-        rss: { maxMiB: maxRss, hwmMiB: endMem?.hwm ?? maxRss, samples, startMiB: startMem?.rss ?? 0, maxDuringSnapshotMiB: maxRssSnapshot },
+        rss: { maxMiB: maxRss, hwmMiB: endMem?.hwm ?? maxRss, samples, startMiB: startMem?.rss ?? 0, maxDuringSnapshotMiB: maxRssSnapshot, maxDuringLookupsAloneMiB: maxRssLookupsAlone },
+        lookupsAlone,
         lookups: lookupsLarge,
         registrations: registrationsLarge,
         replica: {
@@ -1030,7 +1059,7 @@ async function main(): Promise<void> {
     const v = rep.visibility;
     const r = rep.rss;
     return [
-      `Dispatch replica (figures 6b, 8, 9): createDispatchReplica from the package's dispatcher entry in a child process of its own (bench/replicaProcess.ts), with a webhooks:dispatch token; the snapshot of ${fmt(RSS_REGISTRATIONS)} registrations (position ${rep.position}) was in memory ${fmt(rep.bootstrapSeconds, 1)}s after createDispatchReplica (the server's RSS peaked at ${fmt(m.rss.maxDuringSnapshotMiB)} MiB while streaming it; figure 6 is the maximum over the snapshot and the load). Replica RSS: ${fmt(r.processStartMiB)} MiB for the bare process, ${fmt(r.afterBootstrap.rss)} MiB after the snapshot (heap ${fmt(r.afterBootstrap.heapUsed)} MiB), ${fmt(r.afterLookups.rss)} MiB after the lookups, max ${fmt(r.maxMiB)} MiB over ${fmt(r.samples)} samples of /proc every 100 ms until the load ended, peak (VmHWM) ${fmt(r.hwmMiB)} MiB.`,
+      `Dispatch replica (figures 6b, 8, 9): createDispatchReplica from the package's dispatcher entry in a child process of its own (bench/replicaProcess.ts), with a webhooks:dispatch token; the snapshot of ${fmt(RSS_REGISTRATIONS)} registrations (position ${rep.position}) was in memory ${fmt(rep.bootstrapSeconds, 1)}s after createDispatchReplica (the server's RSS peaked at ${fmt(m.rss.maxDuringSnapshotMiB)} MiB while streaming it, and at ${fmt(m.rss.maxDuringLookupsAloneMiB)} MiB under ${fmt(m.lookupsAlone.rps)} HTTP lookups/s alone for ${RSS_SECONDS}s, ${args.connections} connections, which fill the dispatch answer cache to its bound (DISPATCH_CACHE_BYTES); figure 6 is the maximum over the snapshot and both loads). Replica RSS: ${fmt(r.processStartMiB)} MiB for the bare process, ${fmt(r.afterBootstrap.rss)} MiB after the snapshot (heap ${fmt(r.afterBootstrap.heapUsed)} MiB), ${fmt(r.afterLookups.rss)} MiB after the lookups, max ${fmt(r.maxMiB)} MiB over ${fmt(r.samples)} samples of /proc every 100 ms until the load ended, peak (VmHWM) ${fmt(r.hwmMiB)} MiB.`,
       `Replica lookups (figure 8): targets(eventType, partnerId) called in a loop on the child's one thread, with the registry quiet (before the load), over ${fmt(l.drawn)} (event type, partner) pairs drawn beforehand by the HTTP lookup phase's generator (uniform over the catalog's ${fmt(workload.eventTypes.length)} types × ${fmt(workload.partnerIds.length)} partners; ${fmt(l.distinctPairs)} distinct), in ~20 ms slices that yield to the feed and IPC between them (yields counted in the time). The replica caches each (partner, type) answer until a change touches that partner or one of its secrets expires: a first pass over the drawn pairs, computing each distinct answer once, made ${fmt(l.firstPass.count)} lookups${l.firstPass.complete ? '' : ' (stopped at 60 s, incomplete)'} in ${fmt(l.firstPass.seconds, 2)}s = ${fmt(l.firstPass.count / Math.max(1e-9, l.firstPass.seconds))}/s (${fmt(l.firstPass.meanTargets, 1)} targets on average); then the figure: the same pairs again for ${fmt(l.seconds, 1)}s, ${fmt(l.count)} lookups = ${fmt(l.rate)}/s, ${fmt(l.meanTargets, 1)} targets on average.`,
       `Replica visibility (figure 9): beside the load of figure 7, ${PROBES_PER_SECOND} registrations/s at a fixed rate from the bench process (not waiting for each other) (${fmt(v.sent)} sent, ${fmt(v.failed)} not 201), each for one exact event type and one partner; the bench stamps the 201's arrival and the replica child stamps when targets() for that pair first includes the new id (checked when told, then every 1 ms; one that is already there when told counts at that moment, an upper bound), both as performance.timeOrigin + performance.now() on this machine: p50 ${fmt(v.afterCreated.p50, 1)} ms, p99 ${fmt(v.afterCreated.p99, 1)} ms, max ${fmt(v.afterCreated.max, 1)} ms over ${fmt(v.afterCreated.count)}; ${fmt(v.unseen)} not visible 5 s after the probe stopped.${v.stats ? ` Feed: ${fmt(v.stats.changesApplied ?? 0)} changes applied, ${fmt(v.stats.duplicatesSkipped ?? 0)} duplicates skipped, ${fmt(v.stats.connections ?? 0)} connection(s), ${fmt(v.stats.bootstraps ?? 0)} snapshot(s).` : ''}${v.feedErrors.length > 0 ? ` Feed errors: ${v.feedErrors.slice(0, 3).join('; ')}.` : ''}`,
       `Registrations at ${fmt(RSS_REGISTRATIONS)} (figure 7): ${Math.max(1, args.connections - Math.max(1, Math.round(args.connections * 0.8)))} connections of fresh registrations beside ${Math.max(1, Math.round(args.connections * 0.8))} connections of HTTP dispatch lookups (each at full speed, ${RSS_SECONDS}s measured after 1s), the replica connected to the feed: autocannon's p99 ${fmt(m.registrations.latencyMs.p99)} ms, p50 ${fmt(m.registrations.latencyMs.p50)} ms, max ${fmt(m.registrations.latencyMs.max)} ms over ${fmt(m.registrations.ok)} answers; lookups ${fmt(m.lookups.rps)}/s (p99 ${fmt(m.lookups.latencyMs.p99)} ms).`,
@@ -1069,7 +1098,7 @@ async function main(): Promise<void> {
       : `Registrations: registry ${cpu(registrations)}; bare POST ${cpu(barePost)}.${loopBound(registrations, barePost)} Of the loop's time per answer, ${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.events))} µs per event go to the projector's read-model transaction (the view, its pattern and key rows; the dispatch index is in memory; kept on the loop because in a writer thread it starved on this 2-core machine and append → visible p99 went past 50 ms); the group commits (${commits.batches > 0 ? `${fmt(commits.appends / commits.batches, 1)} appends per commit, ${fmt((1000 * commits.seconds) / commits.batches, 2)} ms each with the fsync` : 'not measured'}) run in the event-store writer thread. The rest is per-request work (JSON parsing, zod validation with the URL policy, token check, the key look-up, secret generation and encryption, canonical JSON + HMAC/SHA-256 for the fingerprint and the hash chain), the change feed's follower (every event decoded and folded once more for the dispatcher feed), fastify's hooks and the socket: see the phase-by-phase table below.`,
     `Registration p99 latency ${fmt(registrations.latencyMs.p99)} ms: with ${args.connections} requests always in flight and ${fmt(registrations.rps)} answers/s, a request spends ${fmt((1000 * args.connections) / Math.max(1, registrations.rps), 1)} ms in the server on average (Little's law: connections ÷ throughput) — queued behind the others on the one event loop, then waiting for the group commit it joins${commits.batches > 0 ? ` (${fmt((1000 * commits.seconds) / commits.batches, 2)} ms on average)` : ''}; the tail adds projector batches that hold the loop (${fmt((1e6 * lag.projector.seconds) / Math.max(1, lag.projector.batches) / 1000, 1)} ms per batch on average). The latency follows the throughput gap above.`,
     `Replays: registry ${cpu(replays)}.${loopBound(replays, barePost)}${dbPerAnswer(replays)} A replay does all of a registration's request work except the writes (it must validate the body and compare fingerprints before answering from the log).`,
-    `Dispatch lookups: registry ${cpu(lookups)}; bare GET ${cpu(bareGet)}.${loopBound(lookups, bareGet)}${dbPerAnswer(lookups)} Per lookup (probe over ${fmt(lookupProbe.queries)} lookups): ${perLookup(lookupProbe.querySeconds)} µs ${onPostgres ? `of wall time in the PostgreSQL query of the dispatch index (waiting for one of the pool's 10 connections included, with ${args.connections} lookups in flight)` : 'in the SQLite query of the dispatch index'} (${fmt(sample.meanTargets, 1)} targets on average), ${perLookup(lookupProbe.decryptSeconds)} µs producing the signing secrets (${fmt(lookupProbe.decrypts / Math.max(1, lookupProbe.queries), 1)} per lookup; AES-256-GCM, cached after the first use of each secret); the rest is HTTP, the token check, query validation, and writing the answer (same size as the bare route's).`,
+    `Dispatch lookups: registry ${cpu(lookups)}; bare GET ${cpu(bareGet)}.${loopBound(lookups, bareGet)}${dbPerAnswer(lookups)} ${answerSources.kept + answerSources.read > 0 ? ` ${fmt((100 * answerSources.kept) / (answerSources.kept + answerSources.read))}% of the measured lookups (${fmt(answerSources.kept)} of ${fmt(answerSources.kept + answerSources.read)}) were answered from kept answers (the answer cache: nothing changed meanwhile; the pairs are uniform over the catalog × partners, so the first lookup of each pair reads).` : ' No lookup was answered from kept answers (no answer cache on this engine).'} Per lookup that read the read model (probe over ${fmt(lookupProbe.queries)} lookups): ${perLookup(lookupProbe.querySeconds)} µs ${onPostgres ? `of wall time in the PostgreSQL query of the dispatch index (waiting for one of the pool's 10 connections included, with ${args.connections} lookups in flight)` : 'in the SQLite query of the dispatch index'} (${fmt(sample.meanTargets, 1)} targets on average), ${perLookup(lookupProbe.decryptSeconds)} µs producing the signing secrets (${fmt(lookupProbe.decrypts / Math.max(1, lookupProbe.queries), 1)} per lookup; AES-256-GCM, cached after the first use of each secret); the rest is HTTP, the token check, query validation, and writing the answer (same size as the bare route's).`,
     `Rebuild: ${fmt(rebuildSmall.events)} events in ${rebuildSmall.seconds.toFixed(2)} s — ${rebuildShare(rebuildSmall.phases.readSeconds)}% reading and decoding the log (${rebuildPer(rebuildSmall.phases.readSeconds)} µs per event, ~1 KB of JSON each), ${rebuildShare(rebuildSmall.phases.applySeconds)}% applying to the staging copy (${rebuildPer(rebuildSmall.phases.applySeconds)} µs per event: ${onPostgres ? 'the view, its pattern, dispatch and key rows' : 'the view and a key use; the pattern and key indexes are derived afterwards'}), ${rebuildShare(rebuildSmall.phases.commitSeconds)}% ${onPostgres ? 'switching (renaming the two schemas in one transaction) and dropping the old copy. One process does all three, waiting on PostgreSQL for each page and each batch' : 'copying into the file, indexing and switching. One thread does all three'}.`,
     ...scaleOutGaps(),
     ...(statements ? [statementsLine('1 API process', statements, registrations)] : []),
@@ -1100,6 +1129,7 @@ async function main(): Promise<void> {
     lag,
     commits,
     lookupProbe,
+    answerSources,
     metricsLag: metricsLag ?? null,
     seed: { lookupSet: seedSmall, million: million?.seed ?? null },
     rebuild: { lookupSet: rebuildSmall, million: million?.rebuild ?? null },

@@ -32,32 +32,64 @@ export function createDispatchLookup(
   now: () => Date = () => new Date(),
   options: DispatchLookupOptions = {},
 ): DispatchLookup {
+  const answer = createDispatchAnswerLookup(readModel, secrets, now, options);
+  return async (eventType, partnerId) => (await answer(eventType, partnerId)).targets;
+}
+
+/** A lookup's targets, and until when they hold without a change to the read model. */
+export interface DispatchAnswer {
+  readonly targets: DispatchTarget[];
+  /** Epoch ms at which a previous secret in the answer expires (the answer then changes with no event); Infinity if none. */
+  readonly changesAt: number;
+}
+
+export type DispatchAnswerLookup = (eventType: string, partnerId: string) => Promise<DispatchAnswer>;
+
+/** createDispatchLookup, with the instant its answer stops holding (for callers that keep answers: answerCache.ts). */
+export function createDispatchAnswerLookup(
+  readModel: ReadModel,
+  secrets: SecretBox,
+  now: () => Date = () => new Date(),
+  options: DispatchLookupOptions = {},
+): DispatchAnswerLookup {
   const { turns } = options;
   if (turns === undefined) {
     return async (eventType, partnerId) => {
       const views = await readModel.dispatchTargets(eventType, partnerId.toLowerCase());
-      const at = now().getTime();
-      return views.map((view) => toTarget(view, secrets, at));
+      const expiry = new Expiry(now().getTime());
+      const targets = views.map((view) => toTarget(view, secrets, expiry));
+      return { targets, changesAt: expiry.first };
     };
   }
   const between = (): Promise<void> => turns.take();
   return async (eventType, partnerId) => {
     await turns.take();
-    const at = now().getTime();
+    const expiry = new Expiry(now().getTime());
     // Each row becomes its target (secrets decrypted) in the slice that read it.
-    return await readModel.dispatchTargets(eventType, partnerId.toLowerCase(), {
-      keep: (view) => toTarget(view, secrets, at),
+    const targets = await readModel.dispatchTargets(eventType, partnerId.toLowerCase(), {
+      keep: (view) => toTarget(view, secrets, expiry),
       between,
     });
+    return { targets, changesAt: expiry.first };
   };
 }
 
-function toTarget(view: DispatchView, secrets: SecretBox, at: number): DispatchTarget {
+/** The lookup's instant, and the first expiry after it among the previous secrets it kept. */
+class Expiry {
+  first = Infinity;
+  constructor(readonly at: number) {}
+}
+
+function toTarget(view: DispatchView, secrets: SecretBox, expiry: Expiry): DispatchTarget {
   const context = { webhookId: view.id, organizationId: view.organizationId };
   const valid = [secrets.decrypt(view.secret, context)];
   // Newest first, as the view keeps them; each until its own expiry (grace periods differ per rotation).
   for (const previous of view.previousSecrets) {
-    if (Date.parse(previous.expiresAt) > at) valid.push(secrets.decrypt(previous.secret, context));
+    const expiresAt = Date.parse(previous.expiresAt);
+    if (expiresAt > expiry.at) {
+      valid.push(secrets.decrypt(previous.secret, context));
+      if (expiresAt < expiry.first) expiry.first = expiresAt;
+    }
   }
   return { id: view.id, organizationId: view.organizationId, url: view.url, events: view.events, secrets: valid };
 }

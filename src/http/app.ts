@@ -8,7 +8,8 @@ import type { ZodType } from 'zod';
 import type { EventTypeCatalog } from '../domain/eventTypes.ts';
 import type { TokenVerifier } from '../identity/tokenVerifier.ts';
 import type { WebhookCommands } from '../commands/webhookCommands.ts';
-import type { DispatchLookup } from '../dispatch/dispatchTargets.ts';
+import type { DispatchAnswerLookup, DispatchLookup } from '../dispatch/dispatchTargets.ts';
+import { createDispatchAnswerCache, type DispatchAnswerText } from '../dispatch/answerCache.ts';
 import type { ChangeFeed } from '../dispatch/changeFeed.ts';
 import type { SecretBox } from '../crypto/secretBox.ts';
 import type { EventStore } from '../stores/eventStore.ts';
@@ -32,10 +33,10 @@ import { serializerCompiler } from './serializer.ts';
 import type { ReadYourWrites } from './readYourWrites.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerChangeFeedRoutes } from './routes/changeFeed.ts';
-import { registerDispatchRoutes } from './routes/dispatch.ts';
+import { DISPATCH_TARGETS_PATH, registerDispatchRoutes } from './routes/dispatch.ts';
 import { registerEventTypeRoutes } from './routes/eventTypes.ts';
 import { registerWebhookRoutes } from './routes/webhooks.ts';
-import { createSchemas } from './schemas.ts';
+import { createSchemas, dispatchTargets } from './schemas.ts';
 import { registerJsonBodyParser } from './jsonBody.ts';
 import { ServiceUnavailableError, ValidationError } from '../errors.ts';
 import { declareFieldNames, isRepeatableName } from './fieldNames.ts';
@@ -46,6 +47,12 @@ export interface AppDeps {
   readonly readModel: ReadModel;
   readonly commands: WebhookCommands;
   readonly lookup: DispatchLookup;
+  /**
+   * Keep dispatch answers (answerCache.ts) on an engine that tells when they
+   * change (ReadModel.dispatchVersion), up to maxBytes of their text; absent
+   * or 0: every lookup through `lookup`.
+   */
+  readonly dispatchAnswers?: { readonly answer: DispatchAnswerLookup; readonly maxBytes: number };
   /** The dispatcher change feed of this process, and what its routes need to send it. */
   readonly changeFeed: { readonly feed: ChangeFeed; readonly secrets: SecretBox; readonly keepAliveMs: number };
   readonly catalog: EventTypeCatalog;
@@ -248,7 +255,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   registerEventTypeRoutes(app, deps.catalog);
-  registerDispatchRoutes(app, { lookup: deps.lookup, commands: deps.commands, now });
+  registerDispatchRoutes(app, { lookup: deps.lookup, answers: dispatchAnswerCache(deps, metrics, now), commands: deps.commands, now });
   registerChangeFeedRoutes(app, { ...deps.changeFeed, store: deps.store, readModel: deps.readModel, now });
   registerAuditRoutes(app, { store: deps.store, cursorKey: deps.cursorKey, now });
   registerHealthRoutes(app, {
@@ -259,4 +266,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.ready();
   return app;
+}
+
+function dispatchAnswerCache(deps: AppDeps, metrics: Metrics, now: () => Date): DispatchAnswerText | undefined {
+  const { readModel, dispatchAnswers } = deps;
+  if (dispatchAnswers === undefined || dispatchAnswers.maxBytes <= 0 || readModel.dispatchVersion === undefined) return undefined;
+  // The route's own serializer (compiled from the response schema), so a kept answer is the text the route would send.
+  const serialize = serializerCompiler({ schema: dispatchTargets, method: 'GET', url: DISPATCH_TARGETS_PATH, httpStatus: '200' }) as (
+    body: unknown,
+  ) => string;
+  return createDispatchAnswerCache({
+    answer: dispatchAnswers.answer,
+    version: () => readModel.dispatchVersion!(),
+    serialize: (targets) => serialize({ data: targets }),
+    now,
+    maxBytes: dispatchAnswers.maxBytes,
+    onLookup: metrics.onDispatchAnswer,
+  });
 }

@@ -67,6 +67,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly dispatchAnswers = new Counter({
+    name: 'webhook_registry_dispatch_answers_total',
+    help: 'HTTP dispatch lookups by where the answer came from: kept (the answer cache) or read (the read model).',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { readonly defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
@@ -92,6 +99,11 @@ export class Metrics {
 
   readonly onCacheHit = (): void => {
     this.tokenCacheHits.inc();
+  };
+
+  /** The dispatch answer cache's onLookup hook. */
+  readonly onDispatchAnswer = (kept: boolean): void => {
+    this.dispatchAnswers.inc({ source: kept ? 'kept' : 'read' });
   };
 
   readonly onRateLimited = (): void => {

@@ -108,6 +108,15 @@ export interface ReadModel {
     partnerId: string,
     slices?: DispatchSlices<T>,
   ): Promise<T[]>;
+  /**
+   * A number that changes whenever an answer of dispatchTargets may have
+   * changed: a batch applied here, a commit by another writer, a switch of
+   * the tables. Equal numbers mean every dispatch answer is as it was (except
+   * previous secrets whose grace period ends, which needs no write), so a
+   * caller may keep answers while it stays equal. Engines that cannot tell
+   * cheaply (other processes write them, nothing signals it) leave it out.
+   */
+  dispatchVersion?(): Promise<number>;
   findIdempotencyKey(organizationId: string, keyHash: string): Promise<IdempotencyKeyEntry | null>;
   /** Every stored webhook, tombstones included, ordered by id (for audits and rebuild checks). */
   allWebhooks(): AsyncIterable<WebhookView>;
