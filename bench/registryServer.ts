@@ -13,6 +13,7 @@
 // recorded append times to the parent, which matches them with the projector's.
 import { loadConfig } from '../src/config.ts';
 import { applyHeapGrowth } from '../src/heapGrowth.ts';
+import { startPauseProbe, type PauseSummary } from './pauses.ts';
 import { startServer } from '../src/server.ts';
 import { encodePosition, type AppendResult, type EventStore, type ExpectedRevision, type NewEvent, type RecordedEvent } from '../src/stores/eventStore.ts';
 import type { DispatchSlices, DispatchView, ReadModel } from '../src/stores/readModel.ts';
@@ -127,6 +128,8 @@ function summary(values: number[]): { count: number; p50: number; p99: number; m
   return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted.length ? sorted[sorted.length - 1]! : 0 };
 }
 
+let stopPauses: (() => PauseSummary) | undefined;
+
 process.on('message', (message: { type: string }) => {
   switch (message.type) {
     case 'lag-start':
@@ -167,6 +170,14 @@ process.on('message', (message: { type: string }) => {
     case 'probe-stop':
       probing = false;
       process.send?.({ type: 'probe', ...lookupProbe });
+      break;
+    case 'pauses-start':
+      stopPauses = startPauseProbe();
+      process.send?.({ type: 'ok' });
+      break;
+    case 'pauses-stop':
+      process.send?.({ type: 'pauses', ...(stopPauses?.() ?? {}) });
+      stopPauses = undefined;
       break;
     case 'memory': {
       const m = process.memoryUsage();

@@ -19,9 +19,11 @@
 //   performance.timeOrigin + performance.now(), the clock the parent stamps
 //   its 201s with.
 // - `watch-stop` {timeoutMs}: waits up to timeoutMs for the ids not seen yet,
-//   then answers `watched` with [id, seenAt] for every id seen and the count
-//   not seen.
+//   then answers `watched` with [id, seenAt] for every id seen, the count
+//   not seen, and this process's GC pauses and loop delay since the first
+//   watch (bench/pauses.ts).
 import { createDispatchReplica, type DispatchReplica } from '../src/dispatcher.ts';
+import { startPauseProbe, type PauseSummary } from './pauses.ts';
 import { createWorkload, pick, rng } from './workload.ts';
 
 let replica: DispatchReplica | undefined;
@@ -55,7 +57,11 @@ function check(): void {
   }
 }
 
+/** This process's collections and loop delay from the first watch to watch-stop. */
+let stopPauses: (() => PauseSummary) | undefined;
+
 function watch(w: Watch): void {
+  stopPauses ??= startPauseProbe();
   if (visible(w)) {
     // Already applied when the parent's message arrived: counted at the arrival (an upper bound).
     seen.push([w.id, wallNow()]);
@@ -145,7 +151,9 @@ async function watchStop(timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (pending.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   check();
-  process.send?.({ type: 'watched', entries: seen.splice(0), unseen: pending.size, stats: replica?.stats ?? null, feedErrors });
+  const pauses = stopPauses?.() ?? null;
+  stopPauses = undefined;
+  process.send?.({ type: 'watched', entries: seen.splice(0), unseen: pending.size, stats: replica?.stats ?? null, feedErrors, pauses });
   pending.clear();
 }
 

@@ -41,6 +41,7 @@ import { closeCore, openCore } from '../src/runtime.ts';
 import { comparePositions, decodePosition } from '../src/stores/eventStore.ts';
 import { killAllChildren, memoryOf, ROOT, startChild, type Child } from './children.ts';
 import { dispatchPath, dispatchRequests, registrationRequests, replayRequests, runLoad, type LoadResult, type OrgToken, type ReplayItem } from './load.ts';
+import type { PauseSummary } from './pauses.ts';
 import { startBenchPostgres, type BenchPostgres, type StatementStat } from './postgresServer.ts';
 import { seedRegistrations } from './seed.ts';
 import { createWorkload, pick, rng, type Workload } from './workload.ts';
@@ -336,6 +337,12 @@ function metricValue(text: string | undefined, name: string): number {
   return total;
 }
 
+/** What held a process's event loop during the visibility probe, as a sentence. */
+function pausesText(who: string, p: PauseSummary | null): string {
+  if (p === null) return '';
+  return ` Over the probe, ${who} collected garbage ${fmt(p.gcCount)} times (${fmt(p.gcTotalMs)} ms in all, longest ${fmt(p.gcMaxMs, 1)} ms; ${fmt(p.majorGcCount)} full collections, longest ${fmt(p.majorGcMaxMs, 1)} ms) and its event loop was delayed p99 ${fmt(p.loopDelayP99Ms, 1)} ms, max ${fmt(p.loopDelayMaxMs, 1)} ms.`;
+}
+
 /** One series of a /metrics text (`name{labels}` exactly as written there); 0 if absent. */
 function seriesValue(text: string | undefined, series: string): number {
   const line = text?.split('\n').find((l) => l.startsWith(`${series} `));
@@ -528,6 +535,9 @@ interface VisibilityProbe {
   readonly unseen: number;
   readonly feedErrors: readonly string[];
   readonly stats: Record<string, number> | null;
+  /** GC pauses and event-loop delay over the probe: the replica's own, and the registry's. */
+  readonly replicaPauses: PauseSummary | null;
+  readonly registryPauses: PauseSummary | null;
 }
 
 /**
@@ -537,7 +547,9 @@ interface VisibilityProbe {
  * this machine); the replica child then watches that (type, partner) pair
  * for the new id and stamps when targets() first includes it, on the same clock.
  */
-async function visibilityProbe(url: string, tokens: readonly OrgToken[], replica: Child, until: Promise<unknown>): Promise<VisibilityProbe> {
+async function visibilityProbe(registry: Child, tokens: readonly OrgToken[], replica: Child, until: Promise<unknown>): Promise<VisibilityProbe> {
+  const { url } = registry;
+  await registry.request({ type: 'pauses-start' }, 'ok');
   let stopped = false;
   void until.finally(() => (stopped = true));
   const random = rng(31);
@@ -586,6 +598,7 @@ async function visibilityProbe(url: string, tokens: readonly OrgToken[], replica
     unseen: number;
     stats: Record<string, number> | null;
     feedErrors: string[];
+    pauses: PauseSummary | null;
     error?: string;
   }>({ type: 'watch-stop', timeoutMs: 5000 }, 'watched', 20_000);
   if (watched.error) throw new Error(`dispatch replica: ${watched.error}`);
@@ -594,7 +607,17 @@ async function visibilityProbe(url: string, tokens: readonly OrgToken[], replica
     const at = createdAt.get(id);
     if (at !== undefined) afterCreated.push(seenAt - at);
   }
-  return { sent, failed, afterCreated: summary(afterCreated), unseen: watched.unseen, feedErrors: watched.feedErrors, stats: watched.stats };
+  const registryPauses = await registry.request<PauseSummary>({ type: 'pauses-stop' }, 'pauses');
+  return {
+    sent,
+    failed,
+    afterCreated: summary(afterCreated),
+    unseen: watched.unseen,
+    feedErrors: watched.feedErrors,
+    stats: watched.stats,
+    replicaPauses: watched.pauses,
+    registryPauses,
+  };
 }
 
 // ---- the run ---------------------------------------------------------------------------
@@ -842,7 +865,7 @@ async function main(): Promise<void> {
         runLoad({ title: 'lookups at 1M', url: registry.url, connections: lookupConnections, seconds: RSS_SECONDS, warmupSeconds: 1, requests: dispatchRequests(workload, tokens.dispatcher, 5), pids: pidsWithReplica }),
         runLoad({ title: 'registrations at 1M', url: registry.url, connections: Math.max(1, args.connections - lookupConnections), seconds: RSS_SECONDS, warmupSeconds: 1, requests: registrationRequests(workload, tokens.orgs, `rss-${stamp}`, 5), pids: pidsWithReplica }),
       ]);
-      const [[lookupsLarge, registrationsLarge], visibility] = await Promise.all([loads, visibilityProbe(registry.url, tokens.orgs, replicaChild, loads)]);
+      const [[lookupsLarge, registrationsLarge], visibility] = await Promise.all([loads, visibilityProbe(registry, tokens.orgs, replicaChild, loads)]);
       clearInterval(sampler);
       const endMem = memoryOf(registry.pid);
       const replicaEndMem = memoryOf(replicaChild.pid);
@@ -1061,7 +1084,7 @@ async function main(): Promise<void> {
     return [
       `Dispatch replica (figures 6b, 8, 9): createDispatchReplica from the package's dispatcher entry in a child process of its own (bench/replicaProcess.ts), with a webhooks:dispatch token; the snapshot of ${fmt(RSS_REGISTRATIONS)} registrations (position ${rep.position}) was in memory ${fmt(rep.bootstrapSeconds, 1)}s after createDispatchReplica (the server's RSS peaked at ${fmt(m.rss.maxDuringSnapshotMiB)} MiB while streaming it, and at ${fmt(m.rss.maxDuringLookupsAloneMiB)} MiB under ${fmt(m.lookupsAlone.rps)} HTTP lookups/s alone for ${RSS_SECONDS}s, ${args.connections} connections, which fill the dispatch answer cache to its bound (DISPATCH_CACHE_BYTES); figure 6 is the maximum over the snapshot and both loads). Replica RSS: ${fmt(r.processStartMiB)} MiB for the bare process, ${fmt(r.afterBootstrap.rss)} MiB after the snapshot (heap ${fmt(r.afterBootstrap.heapUsed)} MiB), ${fmt(r.afterLookups.rss)} MiB after the lookups, max ${fmt(r.maxMiB)} MiB over ${fmt(r.samples)} samples of /proc every 100 ms until the load ended, peak (VmHWM) ${fmt(r.hwmMiB)} MiB.`,
       `Replica lookups (figure 8): targets(eventType, partnerId) called in a loop on the child's one thread, with the registry quiet (before the load), over ${fmt(l.drawn)} (event type, partner) pairs drawn beforehand by the HTTP lookup phase's generator (uniform over the catalog's ${fmt(workload.eventTypes.length)} types × ${fmt(workload.partnerIds.length)} partners; ${fmt(l.distinctPairs)} distinct), in ~20 ms slices that yield to the feed and IPC between them (yields counted in the time). The replica caches each (partner, type) answer until a change touches that partner or one of its secrets expires: a first pass over the drawn pairs, computing each distinct answer once, made ${fmt(l.firstPass.count)} lookups${l.firstPass.complete ? '' : ' (stopped at 60 s, incomplete)'} in ${fmt(l.firstPass.seconds, 2)}s = ${fmt(l.firstPass.count / Math.max(1e-9, l.firstPass.seconds))}/s (${fmt(l.firstPass.meanTargets, 1)} targets on average); then the figure: the same pairs again for ${fmt(l.seconds, 1)}s, ${fmt(l.count)} lookups = ${fmt(l.rate)}/s, ${fmt(l.meanTargets, 1)} targets on average.`,
-      `Replica visibility (figure 9): beside the load of figure 7, ${PROBES_PER_SECOND} registrations/s at a fixed rate from the bench process (not waiting for each other) (${fmt(v.sent)} sent, ${fmt(v.failed)} not 201), each for one exact event type and one partner; the bench stamps the 201's arrival and the replica child stamps when targets() for that pair first includes the new id (checked when told, then every 1 ms; one that is already there when told counts at that moment, an upper bound), both as performance.timeOrigin + performance.now() on this machine: p50 ${fmt(v.afterCreated.p50, 1)} ms, p99 ${fmt(v.afterCreated.p99, 1)} ms, max ${fmt(v.afterCreated.max, 1)} ms over ${fmt(v.afterCreated.count)}; ${fmt(v.unseen)} not visible 5 s after the probe stopped.${v.stats ? ` Feed: ${fmt(v.stats.changesApplied ?? 0)} changes applied, ${fmt(v.stats.duplicatesSkipped ?? 0)} duplicates skipped, ${fmt(v.stats.connections ?? 0)} connection(s), ${fmt(v.stats.bootstraps ?? 0)} snapshot(s).` : ''}${v.feedErrors.length > 0 ? ` Feed errors: ${v.feedErrors.slice(0, 3).join('; ')}.` : ''}`,
+      `Replica visibility (figure 9): beside the load of figure 7, ${PROBES_PER_SECOND} registrations/s at a fixed rate from the bench process (not waiting for each other) (${fmt(v.sent)} sent, ${fmt(v.failed)} not 201), each for one exact event type and one partner; the bench stamps the 201's arrival and the replica child stamps when targets() for that pair first includes the new id (checked when told, then every 1 ms; one that is already there when told counts at that moment, an upper bound), both as performance.timeOrigin + performance.now() on this machine: p50 ${fmt(v.afterCreated.p50, 1)} ms, p99 ${fmt(v.afterCreated.p99, 1)} ms, max ${fmt(v.afterCreated.max, 1)} ms over ${fmt(v.afterCreated.count)}; ${fmt(v.unseen)} not visible 5 s after the probe stopped.${v.stats ? ` Feed: ${fmt(v.stats.changesApplied ?? 0)} changes applied, ${fmt(v.stats.duplicatesSkipped ?? 0)} duplicates skipped, ${fmt(v.stats.connections ?? 0)} connection(s), ${fmt(v.stats.bootstraps ?? 0)} snapshot(s).` : ''}${v.feedErrors.length > 0 ? ` Feed errors: ${v.feedErrors.slice(0, 3).join('; ')}.` : ''}${pausesText('the replica', v.replicaPauses)}${pausesText('the registry', v.registryPauses)}`,
       `Registrations at ${fmt(RSS_REGISTRATIONS)} (figure 7): ${Math.max(1, args.connections - Math.max(1, Math.round(args.connections * 0.8)))} connections of fresh registrations beside ${Math.max(1, Math.round(args.connections * 0.8))} connections of HTTP dispatch lookups (each at full speed, ${RSS_SECONDS}s measured after 1s), the replica connected to the feed: autocannon's p99 ${fmt(m.registrations.latencyMs.p99)} ms, p50 ${fmt(m.registrations.latencyMs.p50)} ms, max ${fmt(m.registrations.latencyMs.max)} ms over ${fmt(m.registrations.ok)} answers; lookups ${fmt(m.lookups.rps)}/s (p99 ${fmt(m.lookups.latencyMs.p99)} ms).`,
     ];
   };
