@@ -13,7 +13,7 @@ import { loadCatalog } from '../../src/catalog.ts';
 import { createDispatchReplica, type DispatchReplica } from '../../src/dispatcher.ts';
 import { comparePositions, decodePosition } from '../../src/stores/eventStore.ts';
 import { PARTNER_A, PARTNER_B, PARTNER_C, startRegistry, tempDataDir, type TestRegistry } from '../support/registry.ts';
-import { clientsWith, DispatcherApi, PARTNER_D, PARTNER_UNKNOWN, settleProjection, WebhookApi } from '../support/webhookApi.ts';
+import { clientsWith, DispatcherApi, PARTNER_D, PARTNER_UNKNOWN, settleProjection, TestClock, WebhookApi } from '../support/webhookApi.ts';
 import { seededRandom } from '../support/openapiDocument.ts';
 import { REPO_ROOT } from '../support/cli.ts';
 
@@ -165,6 +165,40 @@ describe('createDispatchReplica', () => {
     expect(replica.stats).toMatchObject({ bootstraps: 1, connections: 1, duplicatesSkipped: 0 });
     expect(replica.stats.changesApplied).toBeGreaterThan(50);
     expect(replica.lag).toBeLessThan(15_000);
+  });
+
+  it('drops a previous secret when its grace period ends, with no event, and leaves answers already given alone', { timeout: 60_000 }, async () => {
+    const clock = new TestClock();
+    const registry = await startRegistry({ clients: CLIENTS, now: clock.now });
+    cleanups.push(() => registry.close());
+    const acme = await WebhookApi.as(registry, 'acme-integration');
+    const rotated = await acme.registered({ url: 'https://rotated.example.com/h', events: ['kyc.*'], partnerIds: [PARTNER_A] });
+    const steady = await acme.registered({ url: 'https://steady.example.com/h', events: ['kyc.*'], partnerIds: [PARTNER_A] });
+    expect((await acme.rotate(rotated.id, { gracePeriodSeconds: 60 })).status).toBe(200);
+    await settleProjection(registry);
+    const replica = createDispatchReplica({
+      baseUrl: registry.url,
+      getToken: () => registry.oauth.getToken('dispatcher'),
+      now: () => clock.now().getTime(),
+    });
+    cleanups.push(() => replica.close());
+    await replica.whenReady();
+
+    const during = replica.targets('kyc.verification.approved', PARTNER_A);
+    expect(during.find((t) => t.id === rotated.id)?.secrets).toHaveLength(2);
+    await expectEqualToRegistry(registry, replica);
+    // A target is the five fields of the contract, whatever the replica keeps beside them.
+    for (const target of during) expect(Object.keys(target).sort()).toEqual(['events', 'id', 'organizationId', 'secrets', 'url']);
+    expect(JSON.parse(JSON.stringify(during))).toEqual(await (await DispatcherApi.as(registry)).targetsOk('kyc.verification.approved', PARTNER_A));
+
+    clock.advance(61_000);
+    const after = replica.targets('kyc.verification.approved', PARTNER_A);
+    expect(after.find((t) => t.id === rotated.id)?.secrets).toHaveLength(1);
+    expect(after.find((t) => t.id === steady.id)).toBe(during.find((t) => t.id === steady.id));
+    await expectEqualToRegistry(registry, replica);
+    // The answer handed out before is as it was.
+    expect(during.find((t) => t.id === rotated.id)?.secrets).toHaveLength(2);
+    expect(replica.stats.changesApplied).toBe(0);
   });
 
   it('after a restart resumes from its position; after one it cannot resume from, re-bootstraps on 410', { timeout: 120_000 }, async () => {
