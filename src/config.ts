@@ -88,7 +88,7 @@ const schema = z
     /** Changes the dispatcher feed keeps for resuming clients; an older position is 410 (bootstrap from the snapshot). */
     CHANGE_FEED_CAPACITY: positiveInt.default(20_000),
     /** Dispatch answers kept in memory for /internal/v1/dispatch-targets (src/dispatch/answerCache.ts), bytes of their text; 0 = none. */
-    DISPATCH_CACHE_BYTES: z.coerce.number().int().min(0).max(2 ** 31).default(16 * 1024 * 1024),
+    DISPATCH_CACHE_BYTES: z.coerce.number().int().min(0).max(2 ** 31).default(8 * 1024 * 1024),
     /** Old-generation growth past the live size before a full collection (src/heapGrowth.ts); 0 = V8's own heuristics. */
     HEAP_GROWTH_PERCENT: z.coerce.number().int().min(0).max(300).default(30),
     /** At most this long between two messages on a change-feed stream (a `: keep-alive` comment when idle). */

@@ -12,14 +12,14 @@
 // the first previous secret in it reaches the end of its grace period (which
 // changes the answer without an event).
 //
-// The bodies hold decrypted signing secrets, like the secret cache does: it
+// The texts hold decrypted signing secrets, like the secret cache does: it
 // lives only in this process's memory, bounded by `maxBytes` (oldest answers
 // out first). Engines without dispatchVersion (PostgreSQL and MongoDB, which
 // other processes write with no signal here) answer every lookup afresh.
 import type { DispatchAnswerLookup, DispatchTarget } from './dispatchTargets.ts';
 
-/** The 200 body of a dispatch lookup, as the bytes to send. */
-export type DispatchAnswerText = (eventType: string, partnerId: string) => Promise<Buffer>;
+/** The 200 body of a dispatch lookup, as the JSON text to send. */
+export type DispatchAnswerText = (eventType: string, partnerId: string) => Promise<string>;
 
 export interface DispatchAnswerCacheOptions {
   readonly answer: DispatchAnswerLookup;
@@ -28,32 +28,24 @@ export interface DispatchAnswerCacheOptions {
   /** The response body's text for these targets (the route's compiled serializer). */
   readonly serialize: (targets: DispatchTarget[]) => string;
   readonly now: () => Date;
-  /** Bound on the kept bodies, in bytes. */
+  /** Bound on the kept bodies, in bytes (the text is ASCII: a character is a byte). */
   readonly maxBytes: number;
   /** Told of every lookup: answered from the cache or not. */
   readonly onLookup?: (hit: boolean) => void;
 }
 
+/**
+ * The text the serializer made for the response is what is kept: keeping
+ * a copy as bytes outside the heap (tried: a Buffer per answer) allocated
+ * once more per read, and under writes, which drop every kept answer within
+ * milliseconds, that was pure churn.
+ */
 interface Kept {
-  readonly body: Buffer;
+  readonly body: string;
   readonly changesAt: number;
 }
 
-/**
- * Bodies are kept as bytes outside V8's heap: a hit then writes them to the
- * socket without encoding a string again, and the old generation, which V8
- * lets grow in proportion to what it holds (HEAP_GROWTH_PERCENT), does not
- * grow with them.
- */
-function bytesOf(text: string): Buffer {
-  // Not Buffer.from: below 4 KiB it slices a shared 8 KiB pool, and one kept slice would keep the whole pool alive.
-  const length = Buffer.byteLength(text);
-  const body = Buffer.allocUnsafeSlow(length);
-  body.write(text);
-  return body;
-}
-
-/** Map overhead, the entry object and the Buffer's own, per kept answer, counted against maxBytes with the body. */
+/** Map overhead and the entry object, per kept answer, counted against maxBytes with the body. */
 const ENTRY_OVERHEAD = 96;
 
 export function createDispatchAnswerCache(options: DispatchAnswerCacheOptions): DispatchAnswerText {
@@ -86,7 +78,7 @@ export function createDispatchAnswerCache(options: DispatchAnswerCacheOptions): 
     }
     onLookup?.(false);
     const { targets, changesAt } = await answer(eventType, partnerId);
-    const body = bytesOf(serialize(targets));
+    const body = serialize(targets);
     // Kept only if nothing changed since `current` was read (another lookup may have seen a newer version meanwhile);
     // a change after that moves the version, and the next lookup drops it.
     const size = body.length + key.length + ENTRY_OVERHEAD;

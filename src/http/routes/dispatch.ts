@@ -37,9 +37,9 @@ export function registerDispatchRoutes(
     },
     handler: async (request, reply) => {
       if (answers !== undefined) {
-        // Already the serialized 200 body (bytes are sent as they are).
-        const bytes = await answers(request.query.eventType, request.query.partnerId);
-        const body = bytes as unknown as z.output<typeof dispatchTargets>; // the type provider knows only the object form
+        // Already the serialized 200 body (a string with a JSON type is sent as it is).
+        const text = await answers(request.query.eventType, request.query.partnerId);
+        const body = text as unknown as z.output<typeof dispatchTargets>; // the type provider knows only the object form
         return reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').send(body);
       }
       const data = await deps.lookup(request.query.eventType, request.query.partnerId);
