@@ -42,8 +42,11 @@ const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVE
 const results: { phase: string; us: number; note: string }[] = [];
 
 /** µs per call of `work`, after a warm-up of a tenth as many calls. */
+/** Calls before a synchronous phase is timed: a server has run each of these millions of times (zod's first 400 calls took 5x its steady cost). */
+const WARM_UP = 20_000;
+
 function timeSync(phase: string, note: string, work: (i: number) => unknown): void {
-  for (let i = 0; i < COUNT / 10; i++) work(i);
+  for (let i = 0; i < WARM_UP; i++) work(i);
   const started = process.hrtime.bigint();
   for (let i = 0; i < COUNT; i++) work(i);
   results.push({ phase, us: Number(process.hrtime.bigint() - started) / 1000 / COUNT, note });
