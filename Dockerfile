@@ -17,7 +17,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# tsconfig.build.json: src/ → dist/ (dist/main.js, dist/cli/main.js).
+COPY console ./console
+# tsconfig.build.json: src/ → dist/ (dist/main.js, dist/cli/main.js); then the
+# web console into console/dist/ (served at /console/).
 RUN npm run build \
   && npm prune --omit=dev --no-audit --no-fund
 
@@ -31,6 +33,7 @@ WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/console/dist ./console/dist
 # The event-type catalog is read at run time: dist/catalog.js loads
 # ../catalog/event-types.json, i.e. /app/catalog/event-types.json.
 COPY catalog ./catalog

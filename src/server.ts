@@ -105,6 +105,17 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         keepAliveMs: config.KEEP_ALIVE_TIMEOUT_MS,
       },
       ...(identity.development ? {} : { tokenUrl: keycloakTokenUrl(identity.issuer) }),
+      console: identity.development ? {} : { issuer: identity.issuer },
+      ...(identity.devIssuer === undefined
+        ? {}
+        : {
+            devSignIn: {
+              issuer: identity.devIssuer,
+              audience: config.OIDC_AUDIENCE,
+              orgClaim: config.ORG_CLAIM,
+              partnersClaim: config.PARTNERS_CLAIM,
+            },
+          }),
     });
     if (core.readModel instanceof SqliteReadModel) {
       const started = performance.now();

@@ -38,6 +38,8 @@ import { registerEventTypeRoutes } from './routes/eventTypes.ts';
 import { registerWebhookRoutes } from './routes/webhooks.ts';
 import { createSchemas, dispatchTargets } from './schemas.ts';
 import { registerJsonBodyParser } from './jsonBody.ts';
+import { registerDevSignIn, type DevSignInOptions } from './devSignIn.ts';
+import { registerConsole, type ConsoleOptions } from './console.ts';
 import { ServiceUnavailableError, ValidationError } from '../errors.ts';
 import { declareFieldNames, isRepeatableName } from './fieldNames.ts';
 
@@ -70,6 +72,10 @@ export interface AppDeps {
   readonly rateLimit?: { readonly perSecond: number; readonly burst: number };
   /** Readiness fails when the read model is this many seconds behind the log (default 30). */
   readonly maxProjectorLagSeconds?: number;
+  /** The development sign-in for people (devSignIn.ts): only with the development issuer. */
+  readonly devSignIn?: DevSignInOptions;
+  /** The web console at /console/ (console.ts): the OpenID provider it signs in with (absent: the development sign-in). */
+  readonly console?: ConsoleOptions;
   /** The OAuth 2.0 token endpoint, for the API document. */
   readonly tokenUrl?: string;
   /** How long a client may take to send a request, its headers, or the next request on a kept-alive connection. */
@@ -258,6 +264,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerDispatchRoutes(app, { lookup: deps.lookup, answers: dispatchAnswerCache(deps, metrics, now), commands: deps.commands, now });
   registerChangeFeedRoutes(app, { ...deps.changeFeed, store: deps.store, readModel: deps.readModel, now });
   registerAuditRoutes(app, { store: deps.store, cursorKey: deps.cursorKey, now });
+  if (deps.devSignIn !== undefined) registerDevSignIn(app, deps.devSignIn);
+  if (deps.console !== undefined) await registerConsole(app, deps.console);
   registerHealthRoutes(app, {
     store: deps.store,
     readModel: deps.readModel,

@@ -19,6 +19,17 @@ export interface DevIssuer {
   readonly issuer: string;
   readonly keys: JWTVerifyGetKey;
   mint(claims: DevTokenClaims): Promise<string>;
+  /** An OpenID Connect ID token for a user signed in through the development sign-in (src/http/devSignIn.ts). */
+  mintIdToken(claims: DevIdTokenClaims): Promise<string>;
+}
+
+export interface DevIdTokenClaims {
+  /** The client the user signed in to (the token's audience). */
+  readonly clientId: string;
+  readonly subject: string;
+  readonly name: string;
+  readonly nonce?: string | undefined;
+  readonly ttlSeconds: number;
 }
 
 export interface DevTokenClaims {
@@ -29,6 +40,8 @@ export interface DevTokenClaims {
   readonly partnerIds?: readonly string[] | undefined;
   readonly scopes: readonly string[];
   readonly clientId?: string | undefined;
+  /** The token's subject (default: the client's service account). */
+  readonly subject?: string | undefined;
   readonly ttlSeconds?: number | undefined;
 }
 
@@ -62,10 +75,22 @@ export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
         .setProtectedHeader({ alg: 'RS256', kid: stored.kid, typ: 'JWT' })
         .setIssuer(DEV_ISSUER)
         .setAudience(c.audience)
-        .setSubject(`service-account-${clientId}`)
+        .setSubject(c.subject ?? `service-account-${clientId}`)
         .setIssuedAt()
         .setExpirationTime(`${c.ttlSeconds ?? 3600}s`)
         .setJti(randomUUID())
+        .sign(privateKey);
+    },
+    async mintIdToken(c) {
+      const payload: Record<string, unknown> = { name: c.name, azp: c.clientId };
+      if (c.nonce !== undefined) payload.nonce = c.nonce;
+      return new SignJWT(payload)
+        .setProtectedHeader({ alg: 'RS256', kid: stored.kid, typ: 'JWT' })
+        .setIssuer(DEV_ISSUER)
+        .setAudience(c.clientId)
+        .setSubject(c.subject)
+        .setIssuedAt()
+        .setExpirationTime(`${c.ttlSeconds}s`)
         .sign(privateKey);
     },
   };

@@ -1,7 +1,7 @@
 // Builds the token verifier from configuration: a remote JWKS (Keycloak) when
 // an issuer is configured, else the local development issuer.
 import type { Config } from '../config.ts';
-import { loadDevIssuer } from './devIssuer.ts';
+import { loadDevIssuer, type DevIssuer } from './devIssuer.ts';
 import { createRemoteKeys } from './remoteKeys.ts';
 import { TokenVerifier } from './tokenVerifier.ts';
 
@@ -9,6 +9,8 @@ export interface Identity {
   readonly verifier: TokenVerifier;
   readonly issuer: string;
   readonly development: boolean;
+  /** The development issuer itself (its keys sign what the development sign-in hands out); absent with a real issuer. */
+  readonly devIssuer?: DevIssuer;
 }
 
 /** Keycloak publishes its keys here; OIDC_JWKS_URL overrides it. */
@@ -57,5 +59,6 @@ export async function createIdentity(config: Config, hooks: { onCacheHit?: () =>
     verifier: new TokenVerifier({ ...common, issuer: dev.issuer, keys: dev.keys }),
     issuer: dev.issuer,
     development: true,
+    devIssuer: dev,
   };
 }

@@ -1,0 +1,61 @@
+// The registry's public API as the console uses it: same origin, the signed-in
+// user's access token on every call (from memory, never from the URL).
+import type { Problem, WebhookSummary } from './format.ts';
+
+export class ApiError extends Error {
+  constructor(readonly problem: Problem) {
+    super(problem.detail ?? problem.title ?? `HTTP ${problem.status ?? '?'}`);
+  }
+}
+
+export interface WebhookList {
+  readonly data: readonly WebhookSummary[];
+  readonly nextCursor: string | null;
+}
+
+export interface Registered extends WebhookSummary {
+  readonly secret: string;
+}
+
+export interface EventType {
+  readonly name: string;
+  readonly description?: string;
+}
+
+export class Api {
+  constructor(private readonly token: () => string | undefined) {}
+
+  private async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const token = this.token();
+    const response = await fetch(path, {
+      method,
+      headers: {
+        accept: 'application/json',
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    const parsed: unknown = text === '' ? undefined : JSON.parse(text);
+    if (!response.ok) throw new ApiError((parsed as Problem | undefined) ?? { status: response.status });
+    return parsed as T;
+  }
+
+  listWebhooks(query: { status?: string; event?: string; cursor?: string; limit?: number }): Promise<WebhookList> {
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(query)) if (value !== undefined && value !== '') params.set(name, String(value));
+    const qs = params.toString();
+    return this.call('GET', `/v1/webhooks${qs === '' ? '' : `?${qs}`}`);
+  }
+
+  register(body: { url: string; events: string[]; partnerIds?: string[] }, idempotencyKey: string): Promise<Registered> {
+    return this.call('POST', '/v1/webhooks', body, { 'idempotency-key': idempotencyKey });
+  }
+
+  async eventTypes(): Promise<EventType[]> {
+    const answer = await this.call<{ data: EventType[] }>('GET', '/v1/event-types');
+    return answer.data;
+  }
+}

@@ -1,0 +1,98 @@
+// Sign-in with OpenID Connect, authorization code with PKCE, through
+// oidc-client-ts. The signed-in user (and so the access token) lives in
+// memory only: a reload signs in again. What must survive the round trip to
+// the identity provider — the state and the PKCE verifier, never a token —
+// is kept in sessionStorage by the library, and the code it comes back with
+// is taken off the address bar at once.
+import { InMemoryWebStorage, UserManager, WebStorageStateStore, type User } from 'oidc-client-ts';
+
+/** GET /console/config.json: where to sign in. */
+export interface ConsoleConfig {
+  readonly clientId: string;
+  /** The OpenID provider (Keycloak's realm URL); its metadata from discovery, or from metadataUrl. */
+  readonly authority: string;
+  readonly metadataUrl?: string;
+  readonly scope: string;
+  /** The development sign-in (no identity provider configured). */
+  readonly development: boolean;
+}
+
+export interface SignedIn {
+  readonly name: string;
+  readonly accessToken: string;
+  readonly scopes: readonly string[];
+  readonly organizationId: string | undefined;
+}
+
+export class Auth {
+  private readonly manager: UserManager;
+  private user: User | null = null;
+
+  constructor(readonly config: ConsoleConfig) {
+    const redirect = new URL('./', window.location.href).href;
+    this.manager = new UserManager({
+      authority: config.authority,
+      ...(config.metadataUrl === undefined ? {} : { metadataUrl: config.metadataUrl }),
+      client_id: config.clientId,
+      redirect_uri: redirect,
+      post_logout_redirect_uri: redirect,
+      response_type: 'code',
+      scope: config.scope,
+      userStore: new WebStorageStateStore({ store: new InMemoryWebStorage() }),
+      automaticSilentRenew: false,
+      loadUserInfo: false,
+    });
+  }
+
+  /** After the provider sent the browser back (?code=…&state=…): the user, and a clean address bar. */
+  async completeSignIn(): Promise<SignedIn | undefined> {
+    const url = new URL(window.location.href);
+    if (!url.searchParams.has('state') || !(url.searchParams.has('code') || url.searchParams.has('error'))) return undefined;
+    try {
+      this.user = await this.manager.signinCallback(url.href) ?? null;
+    } finally {
+      window.history.replaceState(null, '', url.pathname);
+    }
+    return this.signedIn();
+  }
+
+  signIn(): Promise<void> {
+    return this.manager.signinRedirect();
+  }
+
+  /** Forgets the tokens; with a real provider, ends its session too. */
+  async signOut(): Promise<void> {
+    const user = this.user;
+    this.user = null;
+    await this.manager.removeUser();
+    if (!this.config.development && user !== null) {
+      await this.manager.signoutRedirect(user.id_token === undefined ? {} : { id_token_hint: user.id_token }).catch(() => undefined);
+    }
+  }
+
+  token(): string | undefined {
+    return this.user?.access_token;
+  }
+
+  signedIn(): SignedIn | undefined {
+    const user = this.user;
+    if (user === null) return undefined;
+    const claims = decodeClaims(user.access_token);
+    const scope = typeof claims.scope === 'string' ? claims.scope : '';
+    const org = claims.org_id;
+    const profile = user.profile as { name?: unknown; preferred_username?: unknown; sub: string };
+    const name = typeof profile.name === 'string' ? profile.name : typeof profile.preferred_username === 'string' ? profile.preferred_username : profile.sub;
+    return { name, accessToken: user.access_token, scopes: scope.split(' ').filter(Boolean), organizationId: typeof org === 'string' ? org : undefined };
+  }
+}
+
+/** The access token's claims, for display only (the registry verifies it). */
+function decodeClaims(jwt: string): Record<string, unknown> {
+  try {
+    const part = jwt.split('.')[1] ?? '';
+    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/'));
+    return JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}

@@ -1,0 +1,91 @@
+// What the console shows, as pure functions of API data (no DOM): tested in
+// Node (test/unit/consoleFormat.unit.test.ts).
+
+/** An RFC 9457 problem as the registry answers it (application/problem+json). */
+export interface Problem {
+  readonly type?: string;
+  readonly title?: string;
+  readonly status?: number;
+  readonly detail?: string;
+  readonly requestId?: string;
+  readonly errors?: readonly { readonly pointer: string; readonly detail: string }[];
+}
+
+/** The form fields a problem's pointers can name. */
+export type Field = 'url' | 'events' | 'partnerIds' | 'status' | 'idempotencyKey';
+
+/** Field errors by form field, in words, and what belongs to no field. */
+export interface FieldErrors {
+  readonly fields: Partial<Record<Field, string>>;
+  readonly general: string | undefined;
+}
+
+const FIELD_OF_POINTER: Readonly<Record<string, Field>> = {
+  url: 'url',
+  events: 'events',
+  partnerIds: 'partnerIds',
+  status: 'status',
+  'idempotency-key': 'idempotencyKey',
+};
+
+/** "/events/1" → the events field, saying which entry ("entry 2: …"). */
+export function fieldErrors(problem: Problem): FieldErrors {
+  const fields: Partial<Record<Field, string>> = {};
+  const rest: string[] = [];
+  for (const error of problem.errors ?? []) {
+    const parts = error.pointer.split('/').slice(1);
+    const name = parts[0] === 'headers' ? parts[1] : parts[0];
+    const field = name === undefined ? undefined : FIELD_OF_POINTER[name];
+    if (field === undefined) {
+      rest.push(error.pointer === '' || error.pointer === '/' ? error.detail : `${error.pointer}: ${error.detail}`);
+      continue;
+    }
+    const index = parts[0] === 'headers' ? undefined : parts[1];
+    const words = index !== undefined && /^\d+$/.test(index) ? `entry ${Number(index) + 1} ${error.detail}` : error.detail;
+    fields[field] = fields[field] === undefined ? sentence(words) : `${fields[field]} ${sentence(words)}`;
+  }
+  const summary = problem.detail ?? problem.title ?? (problem.status ? `The registry answered ${problem.status}.` : 'The request failed.');
+  const general = Object.keys(fields).length === 0 || rest.length > 0 ? [summary, ...rest.map(sentence)].join(' ') : undefined;
+  return { fields, general };
+}
+
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  if (trimmed === '') return trimmed;
+  const first = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(first) ? first : `${first}.`;
+}
+
+/** A list typed by a person ("kyc.*, compliance.case.opened"): trimmed, empty entries dropped, each once. */
+export function splitList(text: string): string[] {
+  return [...new Set(text.split(/[\s,]+/).filter((item) => item !== ''))];
+}
+
+/** RFC 3339 UTC instants as people read them, in their time zone, to the minute. */
+export function formatInstant(iso: string, locale?: string, timeZone?: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', ...(timeZone ? { timeZone } : {}) }).format(date);
+}
+
+/** What an event-type pattern covers, for the help next to the events field. */
+export function describePattern(pattern: string, catalog: readonly string[]): string {
+  if (!pattern.endsWith('.*')) return catalog.includes(pattern) ? 'one event type' : 'not in the catalog';
+  const prefix = pattern.slice(0, -1);
+  const covered = catalog.filter((name) => name.startsWith(prefix)).length;
+  return covered === 1 ? '1 event type' : `${covered} event types`;
+}
+
+export interface WebhookSummary {
+  readonly id: string;
+  readonly url: string;
+  readonly events: readonly string[];
+  readonly status: string;
+  readonly partnerIds?: readonly string[];
+  readonly createdAt: string;
+}
+
+/** The partner column: the partners named, or what an absent filter means. */
+export function partnersText(webhook: WebhookSummary): string {
+  return webhook.partnerIds === undefined ? 'all authorized partners' : webhook.partnerIds.join(', ');
+}

@@ -1,0 +1,343 @@
+// The web console: sign-in, then an integration developer's endpoints (list
+// with filters and paging; create, with the secret shown once). It talks only
+// to the registry's public API, on the same origin.
+import './console.css';
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { Api, ApiError, type EventType, type Registered, type WebhookList } from './api.ts';
+import { Auth, type ConsoleConfig, type SignedIn } from './auth.ts';
+import { describePattern, fieldErrors, formatInstant, partnersText, splitList, type FieldErrors } from './format.ts';
+
+function App({ auth }: { auth: Auth }) {
+  const [user, setUser] = useState<SignedIn | undefined>(auth.signedIn());
+  const [failure, setFailure] = useState<string | undefined>();
+  const [checking, setChecking] = useState(true);
+
+  useEffect(() => {
+    auth
+      .completeSignIn()
+      .then((signedIn) => signedIn && setUser(signedIn))
+      .catch((error: unknown) => setFailure(`Sign-in failed: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => setChecking(false));
+  }, []);
+
+  if (checking) return <p>Signing in…</p>;
+  if (user === undefined) {
+    return (
+      <main>
+        <h1>Webhook console</h1>
+        {auth.config.development && (
+          <p class="warning" role="note">
+            Development server: sign-in goes to the development sign-in page, where anyone can sign in as anyone.
+          </p>
+        )}
+        {failure && <p class="error" role="alert">{failure}</p>}
+        <button type="button" onClick={() => void auth.signIn()}>
+          Sign in
+        </button>
+      </main>
+    );
+  }
+  const api = new Api(() => auth.token());
+  return (
+    <>
+      <header>
+        <span>
+          Signed in as <strong>{user.name}</strong>
+          {user.organizationId && <> · organization <strong>{user.organizationId}</strong></>}
+        </span>
+        <button
+          type="button"
+          onClick={() => {
+            void auth.signOut().then(() => setUser(undefined));
+          }}
+        >
+          Sign out
+        </button>
+      </header>
+      <main>
+        <h1>Webhook endpoints</h1>
+        {user.scopes.includes('webhooks:write') && <CreateEndpoint api={api} />}
+        <EndpointList api={api} />
+      </main>
+    </>
+  );
+}
+
+function EndpointList({ api }: { api: Api }) {
+  const [status, setStatus] = useState('');
+  const [event, setEvent] = useState('');
+  const [cursors, setCursors] = useState<string[]>([]);
+  const [page, setPage] = useState<WebhookList | undefined>();
+  const [problem, setProblem] = useState<FieldErrors | undefined>();
+  const [reload, setReload] = useState(0);
+  const cursor = cursors[cursors.length - 1];
+
+  useEffect(() => {
+    const refresh = () => setReload((n) => n + 1);
+    window.addEventListener('webhook-registered', refresh);
+    return () => window.removeEventListener('webhook-registered', refresh);
+  }, []);
+
+  useEffect(() => {
+    let current = true;
+    api
+      .listWebhooks({ status, event, limit: 20, ...(cursor === undefined ? {} : { cursor }) })
+      .then((answer) => {
+        if (!current) return;
+        setPage(answer);
+        setProblem(undefined);
+      })
+      .catch((error: unknown) => current && setProblem(problemOf(error)));
+    return () => {
+      current = false;
+    };
+  }, [status, event, cursor, reload]);
+
+  return (
+    <section aria-labelledby="list-heading">
+      <h2 id="list-heading">Your endpoints</h2>
+      <form class="filters" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Status
+          <select
+            value={status}
+            onChange={(e) => {
+              setStatus(e.currentTarget.value);
+              setCursors([]);
+            }}
+          >
+            <option value="">any</option>
+            <option value="ACTIVE">ACTIVE</option>
+            <option value="PAUSED">PAUSED</option>
+            <option value="DISABLED">DISABLED</option>
+          </select>
+        </label>
+        <label>
+          Event pattern
+          <input
+            value={event}
+            placeholder="e.g. kyc.*"
+            aria-invalid={problem?.fields.events === undefined ? undefined : 'true'}
+            onChange={(e) => {
+              // On Enter or leaving the field, not per keystroke: "kyc." on the way to "kyc.*" is not a pattern.
+              setEvent(e.currentTarget.value.trim());
+              setCursors([]);
+            }}
+          />
+        </label>
+      </form>
+      {problem && <p class="error" role="alert">{Object.values(problem.fields).join(' ') || problem.general}</p>}
+      {page && page.data.length === 0 && <p>No endpoints{status || event ? ' match these filters' : ' yet'}.</p>}
+      {page && page.data.length > 0 && (
+        <table>
+          <caption class="visually-hidden">Webhook endpoints</caption>
+          <thead>
+            <tr>
+              <th scope="col">URL</th>
+              <th scope="col">Events</th>
+              <th scope="col">Partners</th>
+              <th scope="col">Status</th>
+              <th scope="col">Created</th>
+            </tr>
+          </thead>
+          <tbody>
+            {page.data.map((w) => (
+              <tr key={w.id} data-webhook-id={w.id}>
+                <td class="url">{w.url}</td>
+                <td>{w.events.join(', ')}</td>
+                <td>{partnersText(w)}</td>
+                <td>
+                  <span class={`status status-${w.status.toLowerCase()}`}>{w.status}</span>
+                </td>
+                <td>
+                  <time dateTime={w.createdAt}>{formatInstant(w.createdAt)}</time>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <nav class="paging" aria-label="Pages">
+        <button type="button" disabled={cursors.length === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
+          Previous page
+        </button>
+        <button type="button" disabled={!page?.nextCursor} onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])}>
+          Next page
+        </button>
+      </nav>
+    </section>
+  );
+}
+
+function CreateEndpoint({ api }: { api: Api }) {
+  const [url, setUrl] = useState('');
+  const [events, setEvents] = useState('');
+  const [partners, setPartners] = useState('');
+  const [catalog, setCatalog] = useState<EventType[]>([]);
+  const [errors, setErrors] = useState<FieldErrors | undefined>();
+  const [created, setCreated] = useState<Registered | undefined>();
+  const [busy, setBusy] = useState(false);
+  // One key per form content: a retry of the same entries is a replay, not a second endpoint.
+  const attempt = useRef<{ body: string; key: string } | undefined>(undefined);
+  const fields = { url: useRef<HTMLInputElement>(null), events: useRef<HTMLInputElement>(null), partnerIds: useRef<HTMLInputElement>(null) };
+  const secretHeading = useRef<HTMLHeadingElement>(null);
+
+  useEffect(() => {
+    api.eventTypes().then(setCatalog, () => setCatalog([]));
+  }, []);
+  useEffect(() => {
+    if (created) secretHeading.current?.focus();
+  }, [created]);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const partnerIds = splitList(partners);
+    const body = { url: url.trim(), events: splitList(events), ...(partnerIds.length > 0 ? { partnerIds } : {}) };
+    const text = JSON.stringify(body);
+    if (attempt.current?.body !== text) attempt.current = { body: text, key: crypto.randomUUID() };
+    setBusy(true);
+    try {
+      const registered = await api.register(body, attempt.current.key);
+      attempt.current = undefined;
+      setErrors(undefined);
+      setCreated(registered);
+      setUrl('');
+      setEvents('');
+      setPartners('');
+      window.dispatchEvent(new Event('webhook-registered'));
+    } catch (error) {
+      const found = problemOf(error);
+      setErrors(found);
+      const first = (['url', 'events', 'partnerIds'] as const).find((f) => found.fields[f] !== undefined);
+      if (first) fields[first].current?.focus();
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const patterns = splitList(events);
+  const names = catalog.map((t) => t.name);
+  return (
+    <section aria-labelledby="create-heading">
+      <h2 id="create-heading">Register an endpoint</h2>
+      {created && <SecretOnce registered={created} heading={secretHeading} onDone={() => setCreated(undefined)} />}
+      <form onSubmit={(e) => void submit(e)} noValidate>
+        <Labelled id="new-url" label="Endpoint URL (https)" error={errors?.fields.url}>
+          <input id="new-url" ref={fields.url} type="url" value={url} required onInput={(e) => setUrl(e.currentTarget.value)} {...invalid('new-url', errors?.fields.url)} />
+        </Labelled>
+        <Labelled
+          id="new-events"
+          label="Event types"
+          hint="Comma-separated; a pattern such as kyc.* takes every type under kyc."
+          error={errors?.fields.events}
+        >
+          <input
+            id="new-events"
+            ref={fields.events}
+            list="catalog"
+            value={events}
+            required
+            onInput={(e) => setEvents(e.currentTarget.value)}
+            {...invalid('new-events', errors?.fields.events)}
+          />
+        </Labelled>
+        <datalist id="catalog">
+          {names.map((name) => (
+            <option key={name} value={name} />
+          ))}
+        </datalist>
+        {patterns.length > 0 && names.length > 0 && (
+          <ul class="pattern-help" aria-live="polite">
+            {patterns.map((p) => (
+              <li key={p}>
+                <code>{p}</code>: {describePattern(p, names)}
+              </li>
+            ))}
+          </ul>
+        )}
+        <Labelled id="new-partners" label="Partners (optional)" hint="Partner UUIDs, comma-separated; empty means every partner your organization is authorized for." error={errors?.fields.partnerIds}>
+          <input id="new-partners" ref={fields.partnerIds} value={partners} onInput={(e) => setPartners(e.currentTarget.value)} {...invalid('new-partners', errors?.fields.partnerIds)} />
+        </Labelled>
+        {errors?.general && (
+          <p class="error" role="alert">
+            {errors.general}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? 'Registering…' : 'Register'}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function SecretOnce({ registered, heading, onDone }: { registered: Registered; heading: { current: HTMLHeadingElement | null }; onDone: () => void }) {
+  const [copied, setCopied] = useState<string | undefined>();
+  return (
+    <div class="secret" role="region" aria-labelledby="secret-heading">
+      <h3 id="secret-heading" tabIndex={-1} ref={heading}>
+        Signing secret for {registered.url}
+      </h3>
+      <p class="warning">
+        <strong>Copy it now: it is shown only this once.</strong> The registry keeps it encrypted and will not show it again; if it is lost,
+        rotate the secret.
+      </p>
+      <p>
+        <code data-testid="secret">{registered.secret}</code>
+      </p>
+      <button
+        type="button"
+        onClick={() => {
+          navigator.clipboard.writeText(registered.secret).then(
+            () => setCopied('Copied to the clipboard.'),
+            () => setCopied('The browser refused the clipboard: select the secret and copy it.'),
+          );
+        }}
+      >
+        Copy secret
+      </button>
+      <span role="status">{copied}</span>
+      <button type="button" onClick={onDone}>
+        I have stored it
+      </button>
+    </div>
+  );
+}
+
+function Labelled({ id, label, hint, error, children }: { id: string; label: string; hint?: string; error: string | undefined; children: preact.ComponentChildren }) {
+  return (
+    <div class="field">
+      <label for={id}>{label}</label>
+      {hint && (
+        <p class="hint" id={`${id}-hint`}>
+          {hint}
+        </p>
+      )}
+      {children}
+      {error && (
+        <p class="error" id={`${id}-error`}>
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+function invalid(id: string, error: string | undefined): Record<string, string> {
+  return error === undefined ? {} : { 'aria-invalid': 'true', 'aria-describedby': `${id}-error` };
+}
+
+function problemOf(error: unknown): FieldErrors {
+  if (error instanceof ApiError) return fieldErrors(error.problem);
+  return { fields: {}, general: error instanceof Error ? error.message : String(error) };
+}
+
+async function start(): Promise<void> {
+  const root = document.getElementById('app')!;
+  const response = await fetch('./config.json');
+  const config = (await response.json()) as ConsoleConfig;
+  render(<App auth={new Auth(config)} />, root);
+}
+
+void start();

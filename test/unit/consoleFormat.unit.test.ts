@@ -1,0 +1,65 @@
+// The web console's own logic (console/src/format.ts): how problems become
+// words next to form fields, how typed lists and instants are read and shown.
+import { describe, expect, it } from 'vitest';
+import { describePattern, fieldErrors, formatInstant, partnersText, splitList } from '../../console/src/format.ts';
+
+describe('console: problems next to the fields they name', () => {
+  it('puts each pointer under its field, saying which entry of a list', () => {
+    const result = fieldErrors({
+      status: 400,
+      detail: 'The request body is invalid.',
+      errors: [
+        { pointer: '/url', detail: 'must use https' },
+        { pointer: '/events/1', detail: 'matches no known event type (see GET /v1/event-types)' },
+        { pointer: '/events/2', detail: 'is repeated' },
+      ],
+    });
+    expect(result.fields).toEqual({
+      url: 'Must use https.',
+      events: 'Entry 2 matches no known event type (see GET /v1/event-types). Entry 3 is repeated.',
+    });
+    expect(result.general).toBeUndefined();
+  });
+
+  it('keeps what names no field in the general message, with the problem detail', () => {
+    expect(fieldErrors({ status: 400, detail: 'Bad request.', errors: [{ pointer: '/query/limit', detail: 'must be between 1 and 100' }] })).toEqual({
+      fields: {},
+      general: 'Bad request. /query/limit: must be between 1 and 100.',
+    });
+    expect(fieldErrors({ status: 422, title: 'Idempotency-Key reused' }).general).toBe('Idempotency-Key reused');
+    expect(fieldErrors({ status: 503 }).general).toBe('The registry answered 503.');
+    expect(fieldErrors({}).general).toBe('The request failed.');
+  });
+
+  it('maps header pointers to their field', () => {
+    expect(fieldErrors({ errors: [{ pointer: '/headers/idempotency-key', detail: 'is required' }] }).fields).toEqual({ idempotencyKey: 'Is required.' });
+  });
+});
+
+describe('console: reading and showing values', () => {
+  it('splits typed lists on commas and spaces, once each', () => {
+    expect(splitList(' kyc.*, compliance.case.opened  kyc.* ,,')).toEqual(['kyc.*', 'compliance.case.opened']);
+    expect(splitList('   ')).toEqual([]);
+  });
+
+  it('shows instants in a given zone and leaves what is not one as it is', () => {
+    expect(formatInstant('2026-12-03T08:37:00.000Z', 'en-GB', 'UTC')).toBe('3 Dec 2026, 08:37');
+    expect(formatInstant('2026-12-03T08:37:00.000Z', 'en-US', 'America/New_York')).toBe('Dec 3, 2026, 3:37 AM');
+    expect(formatInstant('not a date')).toBe('not a date');
+  });
+
+  it('says what an event pattern covers in the catalog', () => {
+    const catalog = ['kyc.verification.approved', 'kyc.verification.rejected', 'kyc.document.uploaded', 'compliance.case.opened'];
+    expect(describePattern('kyc.*', catalog)).toBe('3 event types');
+    expect(describePattern('kyc.verification.*', catalog)).toBe('2 event types');
+    expect(describePattern('compliance.*', catalog)).toBe('1 event type');
+    expect(describePattern('compliance.case.opened', catalog)).toBe('one event type');
+    expect(describePattern('trading.order.filled', catalog)).toBe('not in the catalog');
+  });
+
+  it('names the partner filter', () => {
+    const base = { id: 'w', url: 'https://x.example.com', events: ['kyc.*'], status: 'ACTIVE', createdAt: '2026-12-03T00:00:00.000Z' };
+    expect(partnersText(base)).toBe('all authorized partners');
+    expect(partnersText({ ...base, partnerIds: ['a', 'b'] })).toBe('a, b');
+  });
+});
