@@ -27,6 +27,8 @@ const FIELD_OF_POINTER: Readonly<Record<string, Field>> = {
   status: 'status',
   'idempotency-key': 'idempotencyKey',
 };
+/** The list's filters: `/query/event` belongs next to the event-pattern filter. */
+const FIELD_OF_QUERY: Readonly<Record<string, Field>> = { event: 'events', status: 'status' };
 
 /** "/events/1" → the events field, saying which entry ("entry 2: …"). */
 export function fieldErrors(problem: Problem): FieldErrors {
@@ -34,13 +36,14 @@ export function fieldErrors(problem: Problem): FieldErrors {
   const rest: string[] = [];
   for (const error of problem.errors ?? []) {
     const parts = error.pointer.split('/').slice(1);
-    const name = parts[0] === 'headers' ? parts[1] : parts[0];
-    const field = name === undefined ? undefined : FIELD_OF_POINTER[name];
+    const nested = parts[0] === 'headers' || parts[0] === 'query';
+    const name = nested ? parts[1] : parts[0];
+    const field = name === undefined ? undefined : (parts[0] === 'query' ? FIELD_OF_QUERY : FIELD_OF_POINTER)[name];
     if (field === undefined) {
       rest.push(error.pointer === '' || error.pointer === '/' ? error.detail : `${error.pointer}: ${error.detail}`);
       continue;
     }
-    const index = parts[0] === 'headers' ? undefined : parts[1];
+    const index = nested ? undefined : parts[1];
     const words = index !== undefined && /^\d+$/.test(index) ? `entry ${Number(index) + 1} ${error.detail}` : error.detail;
     fields[field] = fields[field] === undefined ? sentence(words) : `${fields[field]} ${sentence(words)}`;
   }

@@ -64,6 +64,9 @@ function App({ auth }: { auth: Auth }) {
   );
 }
 
+const STATUSES = ['ACTIVE', 'PAUSED', 'DISABLED'] as const;
+const COLUMNS = ['URL', 'Events', 'Partners', 'Status', 'Created'] as const;
+
 function EndpointList({ api }: { api: Api }) {
   const [status, setStatus] = useState('');
   const [event, setEvent] = useState('');
@@ -108,9 +111,11 @@ function EndpointList({ api }: { api: Api }) {
             }}
           >
             <option value="">any</option>
-            <option value="ACTIVE">ACTIVE</option>
-            <option value="PAUSED">PAUSED</option>
-            <option value="DISABLED">DISABLED</option>
+            {STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
           </select>
         </label>
         <label>
@@ -118,7 +123,7 @@ function EndpointList({ api }: { api: Api }) {
           <input
             value={event}
             placeholder="e.g. kyc.*"
-            aria-invalid={problem?.fields.events === undefined ? undefined : 'true'}
+            {...invalid('filter-event', problem?.fields.events)}
             onChange={(e) => {
               // On Enter or leaving the field, not per keystroke: "kyc." on the way to "kyc.*" is not a pattern.
               setEvent(e.currentTarget.value.trim());
@@ -127,18 +132,27 @@ function EndpointList({ api }: { api: Api }) {
           />
         </label>
       </form>
-      {problem && <p class="error" role="alert">{Object.values(problem.fields).join(' ') || problem.general}</p>}
+      {problem?.fields.events && (
+        <p class="error" id="filter-event-error" role="alert">
+          {problem.fields.events}
+        </p>
+      )}
+      {problem?.general && (
+        <p class="error" role="alert">
+          {problem.general}
+        </p>
+      )}
       {page && page.data.length === 0 && <p>No endpoints{status || event ? ' match these filters' : ' yet'}.</p>}
       {page && page.data.length > 0 && (
         <table>
           <caption class="visually-hidden">Webhook endpoints</caption>
           <thead>
             <tr>
-              <th scope="col">URL</th>
-              <th scope="col">Events</th>
-              <th scope="col">Partners</th>
-              <th scope="col">Status</th>
-              <th scope="col">Created</th>
+              {COLUMNS.map((c) => (
+                <th key={c} scope="col">
+                  {c}
+                </th>
+              ))}
             </tr>
           </thead>
           <tbody>

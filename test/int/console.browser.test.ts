@@ -150,12 +150,17 @@ describe('the web console in chromium (development sign-in)', () => {
     await page.getByLabel('Event pattern').fill('compliance.*');
     await page.getByLabel('Event pattern').press('Enter');
     await page.getByText('No endpoints match these filters.').waitFor();
+    // A pattern the API refuses: its words next to the filter.
+    await page.getByLabel('Event pattern').fill('kyc.');
+    await page.getByLabel('Event pattern').press('Enter');
+    await page.locator('#filter-event-error').waitFor();
+    await expect(page.getByLabel('Event pattern').getAttribute('aria-invalid')).resolves.toBe('true');
 
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
     expect(problems).toEqual([]);
-    // The one answer of 400 and above: the registration the URL policy refused.
-    expect(apiErrors).toEqual(['POST /v1/webhooks 400']);
+    // The answers of 400 and above: the registration the URL policy refused, and the refused filter.
+    expect(apiErrors).toEqual(['POST /v1/webhooks 400', 'GET /v1/webhooks 400']);
   });
 
   it('is usable on a phone-sized screen', { timeout: 60_000 }, async () => {

@@ -31,8 +31,11 @@ describe('console: problems next to the fields they name', () => {
     expect(fieldErrors({}).general).toBe('The request failed.');
   });
 
-  it('maps header pointers to their field', () => {
+  it('maps header pointers and the list filters to their field', () => {
     expect(fieldErrors({ errors: [{ pointer: '/headers/idempotency-key', detail: 'is required' }] }).fields).toEqual({ idempotencyKey: 'Is required.' });
+    expect(fieldErrors({ errors: [{ pointer: '/query/event', detail: 'must be an event type or a segment wildcard' }] }).fields).toEqual({
+      events: 'Must be an event type or a segment wildcard.',
+    });
   });
 });
 
