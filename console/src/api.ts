@@ -26,6 +26,11 @@ export class Api {
   constructor(private readonly token: () => string | undefined) {}
 
   private async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    return (await this.exchange<T>(method, path, body, headers)).body;
+  }
+
+  /** The answer's body and ETag; a problem+json answer throws ApiError. */
+  private async exchange<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ body: T; etag: string | null }> {
     const token = this.token();
     const response = await fetch(path, {
       method,
@@ -40,7 +45,7 @@ export class Api {
     const text = await response.text();
     const parsed: unknown = text === '' ? undefined : JSON.parse(text);
     if (!response.ok) throw new ApiError((parsed as Problem | undefined) ?? { status: response.status });
-    return parsed as T;
+    return { body: parsed as T, etag: response.headers.get('etag') };
   }
 
   listWebhooks(query: { status?: string; event?: string; cursor?: string; limit?: number }): Promise<WebhookList> {
@@ -52,6 +57,35 @@ export class Api {
 
   register(body: { url: string; events: string[]; partnerIds?: string[] }, idempotencyKey: string): Promise<Registered> {
     return this.call('POST', '/v1/webhooks', body, { 'idempotency-key': idempotencyKey });
+  }
+
+  /** One webhook and its ETag (for If-Match on the next write). */
+  async webhook(id: string): Promise<{ webhook: WebhookSummary; etag: string | null }> {
+    const { body, etag } = await this.exchange<WebhookSummary>('GET', `/v1/webhooks/${encodeURIComponent(id)}`);
+    return { webhook: body, etag };
+  }
+
+  async update(
+    id: string,
+    changes: { url?: string; events?: string[]; partnerIds?: string[] | null; status?: 'ACTIVE' | 'PAUSED' },
+    etag: string | null,
+  ): Promise<{ webhook: WebhookSummary; etag: string | null }> {
+    const { body, etag: next } = await this.exchange<WebhookSummary>('PATCH', `/v1/webhooks/${encodeURIComponent(id)}`, changes, {
+      'idempotency-key': crypto.randomUUID(),
+      ...(etag === null ? {} : { 'if-match': etag }),
+    });
+    return { webhook: body, etag: next };
+  }
+
+  rotate(id: string, gracePeriodSeconds: number): Promise<{ secret: string; previousSecretExpiresAt: string }> {
+    return this.call('POST', `/v1/webhooks/${encodeURIComponent(id)}/secret/rotate`, { gracePeriodSeconds }, { 'idempotency-key': crypto.randomUUID() });
+  }
+
+  async remove(id: string, etag: string | null): Promise<void> {
+    await this.call('DELETE', `/v1/webhooks/${encodeURIComponent(id)}`, undefined, {
+      'idempotency-key': crypto.randomUUID(),
+      ...(etag === null ? {} : { 'if-match': etag }),
+    });
   }
 
   async eventTypes(): Promise<EventType[]> {

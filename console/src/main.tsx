@@ -6,12 +6,13 @@ import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { Api, ApiError, type EventType, type Registered, type WebhookList } from './api.ts';
 import { Auth, type ConsoleConfig, type SignedIn } from './auth.ts';
-import { describePattern, fieldErrors, formatInstant, partnersText, splitList, type FieldErrors } from './format.ts';
+import { describePattern, fieldErrors, formatInstant, partnersText, splitList, type FieldErrors, type WebhookSummary } from './format.ts';
 
 function App({ auth }: { auth: Auth }) {
   const [user, setUser] = useState<SignedIn | undefined>(auth.signedIn());
   const [failure, setFailure] = useState<string | undefined>();
   const [checking, setChecking] = useState(true);
+  const [managing, setManaging] = useState<string | undefined>();
 
   useEffect(() => {
     auth
@@ -58,16 +59,25 @@ function App({ auth }: { auth: Auth }) {
       <main>
         <h1>Webhook endpoints</h1>
         {user.scopes.includes('webhooks:write') && <CreateEndpoint api={api} />}
-        <EndpointList api={api} />
+        {managing !== undefined && <ManageEndpoint key={managing} api={api} id={managing} onClose={() => setManaging(undefined)} />}
+        <EndpointList api={api} onManage={setManaging} />
       </main>
     </>
   );
 }
 
+/** Told on window whenever this page changed a webhook, so the list reads again. */
+const CHANGED = 'webhooks-changed';
 const STATUSES = ['ACTIVE', 'PAUSED', 'DISABLED'] as const;
-const COLUMNS = ['URL', 'Events', 'Partners', 'Status', 'Created'] as const;
+const COLUMNS = ['URL', 'Events', 'Partners', 'Status', 'Created', 'Actions'] as const;
+const GRACE_PERIODS = [
+  { seconds: 0, label: 'none: the old secret stops now' },
+  { seconds: 3600, label: '1 hour' },
+  { seconds: 86_400, label: '24 hours' },
+  { seconds: 604_800, label: '7 days' },
+] as const;
 
-function EndpointList({ api }: { api: Api }) {
+function EndpointList({ api, onManage }: { api: Api; onManage: (id: string) => void }) {
   const [status, setStatus] = useState('');
   const [event, setEvent] = useState('');
   const [cursors, setCursors] = useState<string[]>([]);
@@ -78,8 +88,8 @@ function EndpointList({ api }: { api: Api }) {
 
   useEffect(() => {
     const refresh = () => setReload((n) => n + 1);
-    window.addEventListener('webhook-registered', refresh);
-    return () => window.removeEventListener('webhook-registered', refresh);
+    window.addEventListener(CHANGED, refresh);
+    return () => window.removeEventListener(CHANGED, refresh);
   }, []);
 
   useEffect(() => {
@@ -99,7 +109,9 @@ function EndpointList({ api }: { api: Api }) {
 
   return (
     <section aria-labelledby="list-heading">
-      <h2 id="list-heading">Your endpoints</h2>
+      <h2 id="list-heading" tabIndex={-1}>
+        Your endpoints
+      </h2>
       <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <label>
           Status
@@ -167,6 +179,11 @@ function EndpointList({ api }: { api: Api }) {
                 <td>
                   <time dateTime={w.createdAt}>{formatInstant(w.createdAt)}</time>
                 </td>
+                <td>
+                  <button type="button" aria-label={`Manage ${w.url}`} onClick={() => onManage(w.id)}>
+                    Manage
+                  </button>
+                </td>
               </tr>
             ))}
           </tbody>
@@ -219,7 +236,7 @@ function CreateEndpoint({ api }: { api: Api }) {
       setUrl('');
       setEvents('');
       setPartners('');
-      window.dispatchEvent(new Event('webhook-registered'));
+      window.dispatchEvent(new Event(CHANGED));
     } catch (error) {
       const found = problemOf(error);
       setErrors(found);
@@ -286,12 +303,22 @@ function CreateEndpoint({ api }: { api: Api }) {
   );
 }
 
-function SecretOnce({ registered, heading, onDone }: { registered: Registered; heading: { current: HTMLHeadingElement | null }; onDone: () => void }) {
+function SecretOnce({
+  registered,
+  heading,
+  onDone,
+  title,
+}: {
+  registered: Pick<Registered, 'url' | 'secret'>;
+  heading: { current: HTMLHeadingElement | null };
+  onDone: () => void;
+  title?: string;
+}) {
   const [copied, setCopied] = useState<string | undefined>();
   return (
     <div class="secret" role="region" aria-labelledby="secret-heading">
       <h3 id="secret-heading" tabIndex={-1} ref={heading}>
-        Signing secret for {registered.url}
+        {title ?? `Signing secret for ${registered.url}`}
       </h3>
       <p class="warning">
         <strong>Copy it now: it is shown only this once.</strong> The registry keeps it encrypted and will not show it again; if it is lost,
@@ -316,6 +343,197 @@ function SecretOnce({ registered, heading, onDone }: { registered: Registered; h
         I have stored it
       </button>
     </div>
+  );
+}
+
+/** One endpoint: edit, pause or resume, rotate its secret, delete it (after a confirmation). */
+function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: () => void }) {
+  const [loaded, setLoaded] = useState<{ webhook: WebhookSummary; etag: string | null } | undefined>();
+  const [url, setUrl] = useState('');
+  const [events, setEvents] = useState('');
+  const [partners, setPartners] = useState('');
+  const [errors, setErrors] = useState<FieldErrors | undefined>();
+  const [said, setSaid] = useState<string | undefined>();
+  const [grace, setGrace] = useState(86_400);
+  const [rotated, setRotated] = useState<{ url: string; secret: string; until: string } | undefined>();
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const heading = useRef<HTMLHeadingElement>(null);
+  const secretHeading = useRef<HTMLHeadingElement>(null);
+  const status = useRef<HTMLParagraphElement>(null);
+  const fields = { url: useRef<HTMLInputElement>(null), events: useRef<HTMLInputElement>(null), partnerIds: useRef<HTMLInputElement>(null) };
+
+  const show = (answer: { webhook: WebhookSummary; etag: string | null }) => {
+    setLoaded(answer);
+    setUrl(answer.webhook.url);
+    setEvents(answer.webhook.events.join(', '));
+    setPartners(answer.webhook.partnerIds?.join(', ') ?? '');
+  };
+  useEffect(() => {
+    api.webhook(id).then(show, (error: unknown) => setErrors(problemOf(error)));
+  }, [id]);
+  // Once it is shown (the heading exists from then on), the focus moves to it.
+  const shown = loaded !== undefined;
+  useEffect(() => {
+    if (shown) heading.current?.focus();
+  }, [shown]);
+  useEffect(() => {
+    if (rotated) secretHeading.current?.focus();
+  }, [rotated]);
+
+  /** Runs one write; its outcome in words goes to the status line, which takes the focus unless something else shown should. */
+  const act = async (work: () => Promise<string>, focusStatus = true) => {
+    setBusy(true);
+    setSaid(undefined);
+    try {
+      const words = await work();
+      setErrors(undefined);
+      setSaid(words);
+      window.dispatchEvent(new Event(CHANGED));
+      if (focusStatus) requestAnimationFrame(() => status.current?.focus());
+    } catch (error) {
+      const found = problemOf(error);
+      setErrors(found);
+      const first = (['url', 'events', 'partnerIds'] as const).find((f) => found.fields[f] !== undefined);
+      if (first) fields[first].current?.focus();
+      else requestAnimationFrame(() => status.current?.focus());
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (loaded === undefined) {
+    return (
+      <section aria-labelledby="manage-heading">
+        <h2 id="manage-heading">Endpoint</h2>
+        {errors ? <p class="error" role="alert">{errors.general}</p> : <p>Loading…</p>}
+      </section>
+    );
+  }
+  const { webhook, etag } = loaded;
+  const paused = webhook.status === 'PAUSED';
+  return (
+    <section aria-labelledby="manage-heading">
+      <h2 id="manage-heading" tabIndex={-1} ref={heading}>
+        Endpoint {webhook.url}
+      </h2>
+      <p>
+        Status: <span class={`status status-${webhook.status.toLowerCase()}`}>{webhook.status}</span>
+      </p>
+      <p class="status-line" role="status" tabIndex={-1} ref={status}>
+        {said}
+      </p>
+      {errors?.general && (
+        <p class="error" role="alert">
+          {errors.general}
+        </p>
+      )}
+      {rotated && (
+        <SecretOnce
+          registered={rotated}
+          heading={secretHeading}
+          title={`New signing secret (the previous one is valid until ${formatInstant(rotated.until)})`}
+          onDone={() => setRotated(undefined)}
+        />
+      )}
+      <form
+        noValidate
+        onSubmit={(e) => {
+          e.preventDefault();
+          const partnerIds = splitList(partners);
+          void act(async () => {
+            show(await api.update(webhook.id, { url: url.trim(), events: splitList(events), partnerIds: partnerIds.length > 0 ? partnerIds : null }, etag));
+            return 'Saved.';
+          });
+        }}
+      >
+        <Labelled id="edit-url" label="Endpoint URL (https)" error={errors?.fields.url}>
+          <input id="edit-url" ref={fields.url} type="url" value={url} onInput={(e) => setUrl(e.currentTarget.value)} {...invalid('edit-url', errors?.fields.url)} />
+        </Labelled>
+        <Labelled id="edit-events" label="Event types" hint="Comma-separated; a pattern such as kyc.* takes every type under kyc." error={errors?.fields.events}>
+          <input id="edit-events" ref={fields.events} list="catalog" value={events} onInput={(e) => setEvents(e.currentTarget.value)} {...invalid('edit-events', errors?.fields.events)} />
+        </Labelled>
+        <Labelled id="edit-partners" label="Partners" hint="Empty means every partner your organization is authorized for." error={errors?.fields.partnerIds}>
+          <input id="edit-partners" ref={fields.partnerIds} value={partners} onInput={(e) => setPartners(e.currentTarget.value)} {...invalid('edit-partners', errors?.fields.partnerIds)} />
+        </Labelled>
+        <div class="actions">
+          <button type="submit" disabled={busy}>
+            Save changes
+          </button>
+          <button
+            type="button"
+            disabled={busy}
+            onClick={() =>
+              void act(async () => {
+                show(await api.update(webhook.id, { status: paused || webhook.status === 'DISABLED' ? 'ACTIVE' : 'PAUSED' }, etag));
+                return paused || webhook.status === 'DISABLED' ? 'Resumed: deliveries start again.' : 'Paused: nothing is delivered until it is resumed.';
+              })
+            }
+          >
+            {paused || webhook.status === 'DISABLED' ? 'Resume' : 'Pause'}
+          </button>
+        </div>
+      </form>
+      <div class="field">
+        <label for="grace">Grace period for the current secret</label>
+        <select id="grace" value={String(grace)} onChange={(e) => setGrace(Number(e.currentTarget.value))}>
+          {GRACE_PERIODS.map((g) => (
+            <option key={g.seconds} value={String(g.seconds)}>
+              {g.label}
+            </option>
+          ))}
+        </select>
+        <button
+          type="button"
+          disabled={busy}
+          onClick={() =>
+            void act(async () => {
+              const answer = await api.rotate(webhook.id, grace);
+              show(await api.webhook(webhook.id));
+              setRotated({ url: webhook.url, secret: answer.secret, until: answer.previousSecretExpiresAt });
+              return 'Secret rotated.';
+            }, false)
+          }
+        >
+          Rotate secret
+        </button>
+      </div>
+      <div class="actions">
+        {confirming ? (
+          <div role="group" aria-labelledby="confirm-delete">
+            <p id="confirm-delete" class="warning">
+              Delete {webhook.url}? Nothing is delivered to it any more; its history stays for the audit trail.
+            </p>
+            <button
+              type="button"
+              class="danger"
+              disabled={busy}
+              onClick={() =>
+                void act(async () => {
+                  await api.remove(webhook.id, etag);
+                  onClose();
+                  // The panel is gone: the focus goes back to the list it was opened from.
+                  requestAnimationFrame(() => document.getElementById('list-heading')?.focus());
+                  return 'Deleted.';
+                })
+              }
+            >
+              Yes, delete it
+            </button>
+            <button type="button" onClick={() => setConfirming(false)}>
+              Keep it
+            </button>
+          </div>
+        ) : (
+          <button type="button" class="danger" onClick={() => setConfirming(true)}>
+            Delete…
+          </button>
+        )}
+        <button type="button" onClick={onClose}>
+          Close
+        </button>
+      </div>
+    </section>
   );
 }
 

@@ -62,7 +62,10 @@ describe('the web console in chromium (development sign-in)', () => {
     const problems: string[] = [];
     const apiErrors: string[] = [];
     page.on('response', (response) => {
-      if (response.status() >= 400) apiErrors.push(`${response.request().method()} ${new URL(response.url()).pathname} ${response.status()}`);
+      if (response.status() >= 400) {
+        const route = new URL(response.url()).pathname.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, ':id');
+        apiErrors.push(`${response.request().method()} ${route} ${response.status()}`);
+      }
     });
     page.on('console', (message) => {
       if (message.type() !== 'error') return;
@@ -146,6 +149,35 @@ describe('the web console in chromium (development sign-in)', () => {
     await page.getByRole('button', { name: 'I have stored it' }).click();
     expect(await page.content()).not.toContain(shown);
 
+    // Manage it: an edit the API refuses shows its words at the events field, then a good edit, a pause and a rotation.
+    await page.getByRole('button', { name: 'Manage https://acme.example.com/hooks' }).click();
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('manage-heading');
+    await page.locator('#edit-events').fill('kyc.*, trading.nothing');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    const eventsError = page.locator('#edit-events-error');
+    await eventsError.waitFor();
+    expect(await eventsError.innerText()).toMatch(/^Entry 2 /);
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('edit-events');
+    await page.screenshot({ path: path.join(SHOTS, '4-edit-error.png'), fullPage: true });
+    await page.locator('#edit-events').fill('kyc.*, compliance.case.opened');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+    await row.filter({ hasText: 'compliance.case.opened' }).waitFor();
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByRole('status').filter({ hasText: 'Paused' }).waitFor();
+    await row.filter({ hasText: 'PAUSED' }).waitFor();
+    await page.getByLabel('Grace period for the current secret').selectOption('3600');
+    await page.getByRole('button', { name: 'Rotate secret' }).click();
+    await page.getByText('New signing secret').waitFor();
+    const rotated = await page.getByTestId('secret').innerText();
+    expect(rotated).toMatch(/^whsec_/);
+    expect(rotated).not.toBe(shown);
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('secret-heading');
+    await page.screenshot({ path: path.join(SHOTS, '5-paused-and-rotated.png'), fullPage: true });
+    await page.getByRole('button', { name: 'I have stored it' }).click();
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await row.filter({ hasText: 'ACTIVE' }).waitFor();
+
     // Filters: an event pattern nobody used lists nothing.
     await page.getByLabel('Event pattern').fill('compliance.*');
     await page.getByLabel('Event pattern').press('Enter');
@@ -159,18 +191,24 @@ describe('the web console in chromium (development sign-in)', () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
     expect(problems).toEqual([]);
-    // The answers of 400 and above: the registration the URL policy refused, and the refused filter.
-    expect(apiErrors).toEqual(['POST /v1/webhooks 400', 'GET /v1/webhooks 400']);
+    // The answers of 400 and above: the registration the URL policy refused, the refused edit and the refused filter.
+    expect(apiErrors).toEqual(['POST /v1/webhooks 400', 'PATCH /v1/webhooks/:id 400', 'GET /v1/webhooks 400']);
   });
 
-  it('is usable on a phone-sized screen', { timeout: 60_000 }, async () => {
+  it('is usable on a phone-sized screen, and deletes after a confirmation', { timeout: 60_000 }, async () => {
     const { page, problems, apiErrors } = await openPage(390, 844);
     await signIn(page, 'acme');
     await page.locator('tr', { hasText: 'https://acme.example.com/hooks' }).waitFor();
     // Nothing wider than the screen.
     const overflow = await page.evaluate('document.documentElement.scrollWidth - window.innerWidth');
     expect(overflow).toBeLessThanOrEqual(0);
-    await page.screenshot({ path: path.join(SHOTS, '4-phone.png'), fullPage: true });
+    await page.screenshot({ path: path.join(SHOTS, '6-phone.png'), fullPage: true });
+    // Delete, after a confirmation: the row goes, and the focus returns to the list.
+    await page.getByRole('button', { name: 'Manage https://acme.example.com/hooks' }).click();
+    await page.getByRole('button', { name: 'Delete…' }).click();
+    await page.getByRole('button', { name: 'Yes, delete it' }).click();
+    await page.getByText('No endpoints yet.').waitFor();
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('list-heading');
     expect(problems).toEqual([]);
     expect(apiErrors).toEqual([]);
   });
