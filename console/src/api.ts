@@ -17,6 +17,41 @@ export interface Registered extends WebhookSummary {
   readonly secret: string;
 }
 
+/** GET /internal/v1/audit/webhooks: every webhook's state at an instant. */
+export interface AuditPage {
+  readonly asOf: string;
+  readonly data: readonly AuditWebhook[];
+  readonly nextCursor: string | null;
+}
+
+export interface AuditWebhook {
+  readonly id: string;
+  readonly organizationId: string;
+  readonly url: string;
+  readonly events: readonly string[];
+  readonly status: string;
+  readonly deleted: boolean;
+  readonly revision: number;
+  readonly updatedAt: string;
+}
+
+/** GET /v1/webhooks/{id}/history. */
+export interface History {
+  readonly webhookId: string;
+  readonly organizationId: string | null;
+  readonly chain: { readonly intact: boolean; readonly revision?: number; readonly problem?: string };
+  readonly data: readonly HistoryEntry[];
+  readonly nextCursor: string | null;
+}
+
+export interface HistoryEntry {
+  readonly revision: number;
+  readonly type: string;
+  readonly occurredAt: string;
+  readonly actor: { readonly clientId: string; readonly subject: string };
+  readonly changes: Readonly<Record<string, { readonly from: unknown; readonly to: unknown }>>;
+}
+
 export interface EventType {
   readonly name: string;
   readonly description?: string;
@@ -86,6 +121,17 @@ export class Api {
       'idempotency-key': crypto.randomUUID(),
       ...(etag === null ? {} : { 'if-match': etag }),
     });
+  }
+
+  auditAt(asOf: string, org: string | undefined, cursor: string | undefined): Promise<AuditPage> {
+    const params = new URLSearchParams({ asOf });
+    if (org) params.set('org', org);
+    if (cursor) params.set('cursor', cursor);
+    return this.call('GET', `/internal/v1/audit/webhooks?${params.toString()}`);
+  }
+
+  history(id: string, cursor?: string): Promise<History> {
+    return this.call('GET', `/v1/webhooks/${encodeURIComponent(id)}/history${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`);
   }
 
   async eventTypes(): Promise<EventType[]> {

@@ -92,3 +92,35 @@ export interface WebhookSummary {
 export function partnersText(webhook: WebhookSummary): string {
   return webhook.partnerIds === undefined ? 'all authorized partners' : webhook.partnerIds.join(', ');
 }
+
+/** One changed field of a history entry, as a line of a diff. */
+export interface ChangeLine {
+  readonly field: string;
+  readonly from: string;
+  readonly to: string;
+}
+
+/** A history entry's changes as diff lines, field by field in name order; values as compact JSON ("—" for none). */
+export function changeLines(changes: Readonly<Record<string, { readonly from: unknown; readonly to: unknown }>>): ChangeLine[] {
+  const show = (value: unknown): string => (value === undefined || value === null ? '—' : typeof value === 'string' ? value : JSON.stringify(value));
+  return Object.keys(changes)
+    .sort()
+    .map((field) => ({ field, from: show(changes[field]!.from), to: show(changes[field]!.to) }));
+}
+
+/** Event type names as a timeline says them: "WebhookSecretRotated" → "Secret rotated". */
+export function eventTitle(type: string): string {
+  const words = type.replace(/^Webhook/, '').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+  return words === '' ? type : words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/** An instant typed by a person: RFC 3339 as the API wants it, or undefined when it is not one. */
+export function instantOf(text: string): string | undefined {
+  const trimmed = text.trim();
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/.test(trimmed)) return undefined;
+  // Date() rolls 2026-02-30 over into March: the calendar date must exist as written.
+  const [year, month, day] = trimmed.slice(0, 10).split('-').map(Number) as [number, number, number];
+  if (month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return undefined;
+  const date = new Date(trimmed);
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}

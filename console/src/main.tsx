@@ -4,9 +4,20 @@
 import './console.css';
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { Api, ApiError, type EventType, type Registered, type WebhookList } from './api.ts';
+import { Api, ApiError, type AuditPage, type EventType, type History, type HistoryEntry, type Registered, type WebhookList } from './api.ts';
 import { Auth, type ConsoleConfig, type SignedIn } from './auth.ts';
-import { describePattern, fieldErrors, formatInstant, partnersText, splitList, type FieldErrors, type WebhookSummary } from './format.ts';
+import {
+  changeLines,
+  describePattern,
+  eventTitle,
+  fieldErrors,
+  formatInstant,
+  instantOf,
+  partnersText,
+  splitList,
+  type FieldErrors,
+  type WebhookSummary,
+} from './format.ts';
 
 function App({ auth }: { auth: Auth }) {
   const [user, setUser] = useState<SignedIn | undefined>(auth.signedIn());
@@ -56,12 +67,19 @@ function App({ auth }: { auth: Auth }) {
           Sign out
         </button>
       </header>
-      <main>
-        <h1>Webhook endpoints</h1>
-        {user.scopes.includes('webhooks:write') && <CreateEndpoint api={api} />}
-        {managing !== undefined && <ManageEndpoint key={managing} api={api} id={managing} onClose={() => setManaging(undefined)} />}
-        <EndpointList api={api} onManage={setManaging} />
-      </main>
+      {user.scopes.includes('webhooks:audit') ? (
+        <main>
+          <h1>Compliance</h1>
+          <AuditPages api={api} />
+        </main>
+      ) : (
+        <main>
+          <h1>Webhook endpoints</h1>
+          {user.scopes.includes('webhooks:write') && <CreateEndpoint api={api} />}
+          {managing !== undefined && <ManageEndpoint key={managing} api={api} id={managing} onClose={() => setManaging(undefined)} />}
+          <EndpointList api={api} onManage={setManaging} />
+        </main>
+      )}
     </>
   );
 }
@@ -533,6 +551,188 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
           Close
         </button>
       </div>
+    </section>
+  );
+}
+
+/** A compliance officer's pages: every webhook's state at an instant, and one webhook's history. */
+function AuditPages({ api }: { api: Api }) {
+  const [instant, setInstant] = useState(() => new Date().toISOString());
+  const [org, setOrg] = useState('');
+  const [query, setQuery] = useState<{ asOf: string; org: string; cursor?: string } | undefined>();
+  const [page, setPage] = useState<AuditPage | undefined>();
+  const [problem, setProblem] = useState<string | undefined>();
+  const [timeline, setTimeline] = useState<string | undefined>();
+
+  useEffect(() => {
+    if (query === undefined) return;
+    api.auditAt(query.asOf, query.org || undefined, query.cursor).then(
+      (answer) => {
+        setPage(answer);
+        setProblem(undefined);
+      },
+      (error: unknown) => setProblem(problemOf(error).general ?? 'The query failed.'),
+    );
+  }, [query]);
+
+  return (
+    <>
+      <section aria-labelledby="asof-heading">
+        <h2 id="asof-heading">Every webhook at an instant</h2>
+        <form
+          class="filters"
+          noValidate
+          onSubmit={(e) => {
+            e.preventDefault();
+            const asOf = instantOf(instant);
+            if (asOf === undefined) {
+              setProblem('Enter an instant as 2026-12-03T08:00:00Z (RFC 3339, with its zone).');
+              return;
+            }
+            setQuery({ asOf, org: org.trim() });
+          }}
+        >
+          <label>
+            Instant (RFC 3339)
+            <input value={instant} onInput={(e) => setInstant(e.currentTarget.value)} {...invalid('asof', problem)} />
+          </label>
+          <label>
+            Organization (optional)
+            <input value={org} onInput={(e) => setOrg(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Show the state</button>
+        </form>
+        {problem && (
+          <p class="error" id="asof-error" role="alert">
+            {problem}
+          </p>
+        )}
+        {page && (
+          <>
+            <p role="status">
+              {page.data.length === 0 ? 'No webhook existed then.' : `State at ${formatInstant(page.asOf)} (${page.asOf}), rebuilt from the log.`}
+            </p>
+            {page.data.length > 0 && (
+              <table>
+                <caption class="visually-hidden">Webhooks at {page.asOf}</caption>
+                <thead>
+                  <tr>
+                    {['URL', 'Organization', 'Events', 'Status', 'Version', 'History'].map((c) => (
+                      <th key={c} scope="col">
+                        {c}
+                      </th>
+                    ))}
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.data.map((w) => (
+                    <tr key={w.id}>
+                      <td class="url">{w.url}</td>
+                      <td>{w.organizationId}</td>
+                      <td>{w.events.join(', ')}</td>
+                      <td>
+                        <span class={`status status-${w.status.toLowerCase()}`}>{w.deleted ? 'DELETED' : w.status}</span>
+                      </td>
+                      <td>{w.revision}</td>
+                      <td>
+                        <button type="button" aria-label={`History of ${w.url}`} onClick={() => setTimeline(w.id)}>
+                          History
+                        </button>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+            {page.nextCursor && query && (
+              <button type="button" onClick={() => setQuery({ ...query, cursor: page.nextCursor! })}>
+                Next page
+              </button>
+            )}
+          </>
+        )}
+      </section>
+      {timeline !== undefined && <Timeline key={timeline} api={api} id={timeline} />}
+    </>
+  );
+}
+
+/** One webhook's history as a timeline: who, when, what changed (secrets redacted by the API), and its hash chain. */
+function Timeline({ api, id }: { api: Api; id: string }) {
+  const [entries, setEntries] = useState<HistoryEntry[]>([]);
+  const [history, setHistory] = useState<History | undefined>();
+  const [problem, setProblem] = useState<string | undefined>();
+  const heading = useRef<HTMLHeadingElement>(null);
+
+  const load = (cursor?: string) =>
+    api.history(id, cursor).then(
+      (answer) => {
+        setHistory(answer);
+        setEntries((before) => [...(cursor === undefined ? [] : before), ...answer.data]);
+      },
+      (error: unknown) => setProblem(problemOf(error).general ?? 'The history could not be read.'),
+    );
+  useEffect(() => {
+    void load();
+  }, [id]);
+  const shown = history !== undefined;
+  useEffect(() => {
+    if (shown) heading.current?.focus();
+  }, [shown]);
+
+  return (
+    <section aria-labelledby="timeline-heading">
+      <h2 id="timeline-heading" tabIndex={-1} ref={heading}>
+        History of {id}
+      </h2>
+      {problem && (
+        <p class="error" role="alert">
+          {problem}
+        </p>
+      )}
+      {history && (
+        <p class={history.chain.intact ? 'chain-intact' : 'error'} role="status">
+          {history.chain.intact
+            ? 'Hash chain intact: every event is as it was written.'
+            : `Hash chain broken at revision ${history.chain.revision ?? '?'}: ${history.chain.problem ?? 'an event was altered'}.`}
+        </p>
+      )}
+      <ol class="timeline">
+        {entries.map((entry) => (
+          <li key={entry.revision}>
+            <p class="when">
+              <time dateTime={entry.occurredAt}>{formatInstant(entry.occurredAt)}</time> · <strong>{eventTitle(entry.type)}</strong> by{' '}
+              {entry.actor.clientId} ({entry.actor.subject})
+            </p>
+            {Object.keys(entry.changes).length > 0 && (
+              <table class="diff">
+                <caption class="visually-hidden">Changes at revision {entry.revision}</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Field</th>
+                    <th scope="col">Before</th>
+                    <th scope="col">After</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {changeLines(entry.changes).map((line) => (
+                    <tr key={line.field}>
+                      <th scope="row">{line.field}</th>
+                      <td class="from">{line.from}</td>
+                      <td class="to">{line.to}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </li>
+        ))}
+      </ol>
+      {history?.nextCursor && (
+        <button type="button" onClick={() => void load(history.nextCursor!)}>
+          Older entries
+        </button>
+      )}
     </section>
   );
 }

@@ -27,6 +27,8 @@ describe('the web console in chromium (development sign-in)', () => {
   let base: string;
   let browser: Browser;
   let chromiumPath: string;
+  /** An instant while the developer's endpoint was paused (the auditor asks for the state then). */
+  let pausedAt: string | undefined;
 
   beforeAll(async () => {
     chromiumPath = await ensureChromium();
@@ -80,14 +82,14 @@ describe('the web console in chromium (development sign-in)', () => {
     return { page, problems, apiErrors };
   }
 
-  async function signIn(page: Page, organization: string): Promise<void> {
+  async function signIn(page: Page, organization: string | undefined, role: 'developer' | 'auditor' = 'developer'): Promise<void> {
     await page.goto(`${base}/console`);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL(/\/dev\/sign-in\/authorize/);
     await expect(page.getByRole('note').innerText()).resolves.toContain('Development sign-in');
-    await page.getByLabel('Your name').fill('Ada');
-    await page.getByLabel('Role').selectOption('developer');
-    await page.getByLabel('Organization id').fill(organization);
+    await page.getByLabel('Your name').fill(role === 'developer' ? 'Ada' : 'Grace');
+    await page.getByLabel('Role').selectOption(role);
+    if (organization !== undefined) await page.getByLabel('Organization id').fill(organization);
     await page.getByLabel('Authorized partners').fill(PARTNER_A);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByText('Signed in as').waitFor();
@@ -166,6 +168,7 @@ describe('the web console in chromium (development sign-in)', () => {
     await page.getByRole('button', { name: 'Pause' }).click();
     await page.getByRole('status').filter({ hasText: 'Paused' }).waitFor();
     await row.filter({ hasText: 'PAUSED' }).waitFor();
+    pausedAt = new Date().toISOString();
     await page.getByLabel('Grace period for the current secret').selectOption('3600');
     await page.getByRole('button', { name: 'Rotate secret' }).click();
     await page.getByText('New signing secret').waitFor();
@@ -209,6 +212,43 @@ describe('the web console in chromium (development sign-in)', () => {
     await page.getByRole('button', { name: 'Yes, delete it' }).click();
     await page.getByText('No endpoints yet.').waitFor();
     await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('list-heading');
+    expect(problems).toEqual([]);
+    expect(apiErrors).toEqual([]);
+  });
+
+  it('shows an auditor every webhook at a past instant, and one webhook’s timeline with its changes and chain', { timeout: 60_000 }, async () => {
+    expect(pausedAt, 'the developer test ran first').toBeDefined();
+    const { page, problems, apiErrors } = await openPage();
+    await signIn(page, undefined, 'auditor');
+    await page.getByRole('heading', { name: 'Compliance' }).waitFor();
+
+    await page.getByLabel('Instant (RFC 3339)').fill(pausedAt!);
+    await page.getByRole('button', { name: 'Show the state' }).click();
+    const acme = page.locator('tr', { hasText: 'https://acme.example.com/hooks' });
+    await acme.waitFor();
+    // Deleted since, but paused at that instant; another organization's webhook is there too.
+    expect(await acme.innerText()).toContain('PAUSED');
+    await page.locator('tr', { hasText: 'https://globex.example.com/hooks' }).waitFor();
+    await page.getByLabel('Organization (optional)').fill('globex');
+    await page.getByRole('button', { name: 'Show the state' }).click();
+    await acme.waitFor({ state: 'detached' });
+    await page.getByLabel('Organization (optional)').fill('');
+    await page.getByRole('button', { name: 'Show the state' }).click();
+    await page.screenshot({ path: path.join(SHOTS, '7-state-at-instant.png'), fullPage: true });
+
+    await page.getByRole('button', { name: 'History of https://acme.example.com/hooks' }).click();
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('timeline-heading');
+    await page.getByText('Hash chain intact').waitFor();
+    const timeline = page.locator('.timeline');
+    for (const title of ['Registered', 'Updated', 'Paused', 'Secret rotated', 'Resumed', 'Deleted']) {
+      await timeline.getByText(title, { exact: true }).first().waitFor();
+    }
+    const text = await timeline.innerText();
+    expect(text).toContain('compliance.case.opened');
+    expect(text).toContain('[redacted]');
+    expect(text).toContain('dev-user:Ada');
+    expect(await page.content()).not.toMatch(/whsec_/);
+    await page.screenshot({ path: path.join(SHOTS, '8-timeline.png'), fullPage: true });
     expect(problems).toEqual([]);
     expect(apiErrors).toEqual([]);
   });

@@ -1,7 +1,7 @@
 // The web console's own logic (console/src/format.ts): how problems become
 // words next to form fields, how typed lists and instants are read and shown.
 import { describe, expect, it } from 'vitest';
-import { describePattern, fieldErrors, formatInstant, partnersText, splitList } from '../../console/src/format.ts';
+import { changeLines, describePattern, eventTitle, fieldErrors, formatInstant, instantOf, partnersText, splitList } from '../../console/src/format.ts';
 
 describe('console: problems next to the fields they name', () => {
   it('puts each pointer under its field, saying which entry of a list', () => {
@@ -66,3 +66,37 @@ describe('console: reading and showing values', () => {
     expect(partnersText({ ...base, partnerIds: ['a', 'b'] })).toBe('a, b');
   });
 });
+
+describe('console: the auditor\u2019s timeline and instants', () => {
+  it('turns a history entry\u2019s changes into diff lines, by field name', () => {
+    expect(
+      changeLines({
+        url: { from: 'https://a.example.com', to: 'https://b.example.com' },
+        events: { from: ['kyc.*'], to: ['kyc.*', 'compliance.case.opened'] },
+        secret: { from: '[redacted]', to: '[redacted]' },
+        disabledReason: { from: null, to: 'too many failures' },
+      }),
+    ).toEqual([
+      { field: 'disabledReason', from: '—', to: 'too many failures' },
+      { field: 'events', from: '["kyc.*"]', to: '["kyc.*","compliance.case.opened"]' },
+      { field: 'secret', from: '[redacted]', to: '[redacted]' },
+      { field: 'url', from: 'https://a.example.com', to: 'https://b.example.com' },
+    ]);
+  });
+
+  it('names event types as a timeline says them', () => {
+    expect(eventTitle('WebhookSecretRotated')).toBe('Secret rotated');
+    expect(eventTitle('WebhookRegistered')).toBe('Registered');
+    expect(eventTitle('Webhook')).toBe('Webhook');
+  });
+
+  it('reads RFC 3339 instants with their zone, and nothing else', () => {
+    expect(instantOf(' 2026-12-03T08:00:00Z ')).toBe('2026-12-03T08:00:00.000Z');
+    expect(instantOf('2026-12-03T09:00:00+01:00')).toBe('2026-12-03T08:00:00.000Z');
+    expect(instantOf('2026-12-03T08:00Z')).toBe('2026-12-03T08:00:00.000Z');
+    expect(instantOf('2026-12-03 08:00')).toBeUndefined();
+    expect(instantOf('2026-12-03T08:00:00')).toBeUndefined();
+    expect(instantOf('2026-02-30T08:00:00Z')).toBeUndefined();
+  });
+});
+
