@@ -263,7 +263,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerEventTypeRoutes(app, deps.catalog);
   registerDispatchRoutes(app, { lookup: deps.lookup, answers: dispatchAnswerCache(deps, metrics, now), commands: deps.commands, now });
   registerChangeFeedRoutes(app, { ...deps.changeFeed, store: deps.store, readModel: deps.readModel, now });
-  registerAuditRoutes(app, { store: deps.store, cursorKey: deps.cursorKey, now });
+  registerAuditRoutes(app, { store: deps.store, readModel: deps.readModel, cursorKey: deps.cursorKey, now });
   if (deps.devSignIn !== undefined) registerDevSignIn(app, deps.devSignIn);
   if (deps.console !== undefined) await registerConsole(app, deps.console);
   registerHealthRoutes(app, {

@@ -252,6 +252,7 @@ const NO_STORE = new Set([
   'rotateWebhookSecret',
   'getWebhookHistory',
   'getWebhooksAsOf',
+  'verifyAuditTrail',
   'getDispatchTargets',
   'getDispatchSnapshot',
   'getDispatchChanges',
@@ -495,7 +496,7 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
         { name: 'webhooks', description: 'Register and manage the organization’s webhook endpoints.' },
         { name: 'event types', description: 'The catalog of event types to subscribe to.' },
         { name: 'dispatch', description: 'Internal: for the dispatchers that deliver events.' },
-        { name: 'audit', description: 'Compliance: the state of every webhook at a past instant, from the event log alone.' },
+        { name: 'audit', description: 'Compliance: the state of every webhook at a past instant, and the tamper check, from the event log alone.' },
         { name: 'operations', description: 'Probes for the orchestrator (no authentication).' },
       ],
       components: {

@@ -91,6 +91,7 @@ describe('the OpenAPI document, linted by Redocly (recommended rules)', () => {
         'registerWebhook',
         'rotateWebhookSecret',
         'updateWebhook',
+        'verifyAuditTrail',
       ].sort(),
     );
   });

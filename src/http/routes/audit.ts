@@ -2,13 +2,18 @@
 //  - GET /v1/webhooks/{id}/history: the audit trail of one webhook, for its own
 //    organization (webhooks:read) or any auditor (webhooks:audit);
 //  - GET /internal/v1/audit/webhooks: the state of every webhook at a past
-//    instant, rebuilt from the log alone (webhooks:audit).
+//    instant, rebuilt from the log alone (webhooks:audit);
+//  - GET /internal/v1/audit/verification: the tamper check of `audit verify`
+//    (every stream's hash chain, the read model against a fresh fold of the
+//    log), naming the first broken link of each damaged stream (webhooks:audit).
 // Neither ever shows a signing secret, not even its ciphertext.
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { webhookHistory } from '../../audit/history.ts';
 import { checkInstant, LogDamagedError, replayAsOf } from '../../audit/replay.ts';
+import { verifyAudit, type VerifyReport } from '../../audit/verify.ts';
+import type { ReadModel } from '../../stores/readModel.ts';
 import { InternalError, NotFoundError, ValidationError } from '../../errors.ts';
 import { SCOPES } from '../../identity/principal.ts';
 import { decodePosition, encodePosition, webhookStreamName, type EventStore, type Position } from '../../stores/eventStore.ts';
@@ -18,6 +23,8 @@ import { problem, timestamp, webhookIdParams, webhookStatus } from '../schemas.t
 
 export interface AuditRouteDeps {
   readonly store: EventStore;
+  /** What the verification compares with the log. */
+  readonly readModel: ReadModel;
   /** Signs audit cursors (the same key as list cursors, domain-separated). */
   readonly cursorKey: Buffer;
   readonly now: () => Date;
@@ -107,6 +114,37 @@ export const auditList = z
     nextCursor: z.string().nullable(),
   })
   .meta({ id: 'AuditWebhookList' });
+
+export const verificationResponse = z
+  .object({
+    ok: z.boolean().meta({ description: 'true when no stream, view or store shows damage.' }),
+    events: z.number().int().meta({ description: 'Events read from the log.' }),
+    streams: z.number().int(),
+    readModelWebhooks: z.number().int(),
+    logHead: z.string().nullable().meta({ description: 'Position of the last event when the check started (null: empty log).' }),
+    readModelCheckpoint: z.string().nullable(),
+    brokenChains: z
+      .array(
+        z.object({
+          streamId: z.string(),
+          revision: z.number().int().meta({ description: 'The first revision at which the chain does not hold.' }),
+          problem: z.enum(['hash-mismatch', 'previous-hash-mismatch', 'revision-gap', 'unreadable']),
+          detail: z.string(),
+        }),
+      )
+      .meta({ description: 'One entry per damaged stream, in log order: its first broken link.' }),
+    readModelMismatches: z.array(
+      z.object({
+        webhookId: z.string(),
+        problem: z.enum(['differs', 'missing-from-read-model', 'not-in-log', 'unreadable']),
+        fields: z.array(z.string()),
+        readModelRevision: z.number().int().nullable(),
+        logRevision: z.number().int().nullable(),
+      }),
+    ),
+    otherProblems: z.array(z.string()),
+  })
+  .meta({ id: 'AuditVerification' });
 
 interface AuditCursor {
   readonly asOf: string;
@@ -252,6 +290,28 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
           result.hasMore && last && position !== null
             ? cursors.encode({ asOf: asOfText, org: org ?? null, until: position, afterId: last.id })
             : null,
+      });
+    },
+  });
+
+  // One verification at a time per process: a request arriving while one runs gets that run's report.
+  let running: Promise<VerifyReport> | undefined;
+  r.get('/internal/v1/audit/verification', {
+    config: { scopes: [SCOPES.audit] },
+    schema: {
+      summary:
+        'The tamper check: every stream’s hash chain recomputed and the read model compared with a fresh fold of the log; names the first broken link of each damaged stream. Reads the whole log (seconds per 100 000 events).',
+      operationId: 'verifyAuditTrail',
+      tags: ['audit'],
+      response: { 200: verificationResponse, ...errors(401, 403, 503) },
+    },
+    handler: async (_request, reply) => {
+      running ??= verifyAudit(deps.store, deps.readModel).finally(() => (running = undefined));
+      const report = await running;
+      return reply.header('cache-control', 'no-store').send({
+        ...report,
+        brokenChains: report.brokenChains.map((b) => ({ ...b })),
+        readModelMismatches: report.readModelMismatches.map((m) => ({ ...m, fields: [...m.fields] })),
       });
     },
   });
