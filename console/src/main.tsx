@@ -176,15 +176,7 @@ function EndpointList({ api, onManage }: { api: Api; onManage: (id: string) => v
       {page && page.data.length > 0 && (
         <table>
           <caption class="visually-hidden">Webhook endpoints</caption>
-          <thead>
-            <tr>
-              {COLUMNS.map((c) => (
-                <th key={c} scope="col">
-                  {c}
-                </th>
-              ))}
-            </tr>
-          </thead>
+          <TableHead columns={COLUMNS} />
           <tbody>
             {page.data.map((w) => (
               <tr key={w.id} data-webhook-id={w.id}>
@@ -615,15 +607,7 @@ function AuditPages({ api }: { api: Api }) {
             {page.data.length > 0 && (
               <table>
                 <caption class="visually-hidden">Webhooks at {page.asOf}</caption>
-                <thead>
-                  <tr>
-                    {['URL', 'Organization', 'Events', 'Status', 'Version', 'History'].map((c) => (
-                      <th key={c} scope="col">
-                        {c}
-                      </th>
-                    ))}
-                  </tr>
-                </thead>
+                <TableHead columns={['URL', 'Organization', 'Events', 'Status', 'Version', 'History']} />
                 <tbody>
                   {page.data.map((w) => (
                     <tr key={w.id}>
@@ -734,6 +718,20 @@ function Timeline({ api, id }: { api: Api; id: string }) {
         </button>
       )}
     </section>
+  );
+}
+
+function TableHead({ columns }: { columns: readonly string[] }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c) => (
+          <th key={c} scope="col">
+            {c}
+          </th>
+        ))}
+      </tr>
+    </thead>
   );
 }
 
