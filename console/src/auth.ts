@@ -13,6 +13,8 @@ export interface ConsoleConfig {
   readonly authority: string;
   readonly metadataUrl?: string;
   readonly scope: string;
+  /** The access token's organization claim (the registry's ORG_CLAIM). */
+  readonly orgClaim: string;
   /** The development sign-in (no identity provider configured). */
   readonly development: boolean;
 }
@@ -79,7 +81,7 @@ export class Auth {
     if (user === null) return undefined;
     const claims = decodeClaims(user.access_token);
     const scope = typeof claims.scope === 'string' ? claims.scope : '';
-    const org = claims.org_id;
+    const org = claims[this.config.orgClaim];
     const profile = user.profile as { name?: unknown; preferred_username?: unknown; sub: string };
     const name = typeof profile.name === 'string' ? profile.name : typeof profile.preferred_username === 'string' ? profile.preferred_username : profile.sub;
     return { name, accessToken: user.access_token, scopes: scope.split(' ').filter(Boolean), organizationId: typeof org === 'string' ? org : undefined };

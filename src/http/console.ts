@@ -14,9 +14,19 @@ export const CONSOLE_PREFIX = '/console/';
 /** console/dist at the repository's root, from src/http/ or dist/http/ alike. */
 export const CONSOLE_DIST = fileURLToPath(new URL('../../console/dist/', import.meta.url));
 
+/**
+ * What the console asks the provider for. Keycloak puts a requested client
+ * scope into the token only when the client has it and the user holds a role
+ * it is gated on, so asking for all four is safe: an auditor's token gets
+ * webhooks:audit, a developer's does not.
+ */
+export const CONSOLE_SCOPE = 'openid profile webhooks:read webhooks:write webhooks:audit';
+
 export interface ConsoleOptions {
   /** The configured OpenID provider (OIDC_ISSUER); absent: the development sign-in. */
   readonly issuer?: string | undefined;
+  /** The organization claim's name (ORG_CLAIM), which the console shows. */
+  readonly orgClaim: string;
   /** Where the built console is (default CONSOLE_DIST). */
   readonly dir?: string;
 }
@@ -53,9 +63,10 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
             authority: `${origin}${DEV_SIGN_IN_PREFIX}`,
             metadataUrl: `${origin}${DEV_SIGN_IN_PREFIX}/metadata`,
             scope: 'openid',
+            orgClaim: options.orgClaim,
             development: true,
           }
-        : { clientId: CONSOLE_CLIENT_ID, authority: options.issuer, scope: 'openid profile', development: false };
+        : { clientId: CONSOLE_CLIENT_ID, authority: options.issuer, scope: CONSOLE_SCOPE, orgClaim: options.orgClaim, development: false };
     return secure(reply).header('cache-control', 'no-store').send(config);
   });
 

@@ -1,110 +1,138 @@
 // The web console in a real browser (Debian's chromium through
-// playwright-core), on a server started as `npm start` starts it: no
-// OIDC_ISSUER, so the console signs in through the development sign-in with
-// the authorization code flow and PKCE. An integration developer signs in,
-// sees only their organization's endpoints, gets a validation error next to
-// the field it names, registers an endpoint and copies its secret, and signs
-// out. Screenshots go to test-results/console/ (ignored by git).
+// playwright-core). The main suite signs people in through a real OAuth 2.0
+// server in this process (oidc-provider as the Keycloak realm nt24-idp, see
+// test/support/oauthServer.ts): the console is the public client
+// webhook-console, and the browser goes through the realm's login page with
+// the authorization code flow and PKCE. An integration developer sees only
+// their organization's endpoints, gets a validation error next to the field
+// it names, registers an endpoint and copies its secret, edits, pauses and
+// rotates it, and signs out; on a phone-sized screen they delete it; an
+// auditor sees every webhook at a past instant, a timeline with its diff,
+// and the tamper check. A last suite runs the server as `npm start` starts
+// it, with no OIDC_ISSUER: the development sign-in.
+// Screenshots go to test-results/console/ (ignored by git).
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConsole } from '../../console/build.ts';
-import { loadConfig, type Config } from '../../src/config.ts';
+import { CONSOLE_CLIENT_ID } from '../../src/http/devSignIn.ts';
+import { loadConfig } from '../../src/config.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { BROWSER_SETUP_TIMEOUT_MS, ensureChromium } from '../support/browser.ts';
 import { REPO_ROOT } from '../support/cli.ts';
-import { PARTNER_A, SQLITE_ENGINES, tempDataDir } from '../support/registry.ts';
+import { startOAuthServer, type OAuthServer } from '../support/oauthServer.ts';
+import { freePort } from '../support/ports.ts';
+import { DEFAULT_CLIENTS, PARTNER_A, SQLITE_ENGINES, tempDataDir } from '../support/registry.ts';
 
 const SHOTS = path.join(REPO_ROOT, 'test-results', 'console');
 /** Evaluated in the page (a string: this file is compiled without the DOM's types): the focused element's id. */
 const ACTIVE_ID = 'document.activeElement && document.activeElement.id';
+const PASSWORDS = { ada: 'ada-password-1', grace: 'grace-password-1' } as const;
 
-describe('the web console in chromium (development sign-in)', () => {
+let browser: Browser;
+
+beforeAll(async () => {
+  const chromiumPath = await ensureChromium();
+  await buildConsole();
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+}, BROWSER_SETUP_TIMEOUT_MS);
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+/**
+ * A page that records every console error, page error, failed request, and
+ * request to an origin other than `origins`; API answers of 400 and above
+ * separately (the browser reports each in its console too, as "Failed to
+ * load resource", so those lines are left to that list).
+ */
+async function openPage(origins: string[], width = 1280, height = 800): Promise<{ page: Page; problems: string[]; apiErrors: string[] }> {
+  const context = await browser.newContext({ viewport: { width, height } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: origins[0]! });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  const apiErrors: string[] = [];
+  page.on('response', (response) => {
+    if (response.status() >= 400) {
+      const route = new URL(response.url()).pathname.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, ':id');
+      apiErrors.push(`${response.request().method()} ${route} ${response.status()}`);
+    }
+  });
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    if (/^Failed to load resource: the server responded with a status of 4\d\d/.test(message.text())) return;
+    problems.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page: ${error.message}`));
+  page.on('requestfailed', (request) => problems.push(`failed: ${request.url()}`));
+  page.on('request', (request) => {
+    if (!origins.some((origin) => request.url().startsWith(`${origin}/`))) problems.push(`foreign: ${request.url()}`);
+  });
+  return { page, problems, apiErrors };
+}
+
+describe('the web console in chromium, signed in through the OAuth server (Keycloak realm stand-in)', () => {
+  let oauth: OAuthServer;
   let server: RunningServer;
-  let config: Config;
   let dataDir: string;
   let base: string;
-  let browser: Browser;
-  let chromiumPath: string;
   /** An instant while the developer's endpoint was paused (the auditor asks for the state then). */
   let pausedAt: string | undefined;
 
   beforeAll(async () => {
-    chromiumPath = await ensureChromium();
-    await buildConsole();
-    mkdirSync(SHOTS, { recursive: true });
-    dataDir = tempDataDir();
-    config = loadConfig({ ...SQLITE_ENGINES, NODE_ENV: 'development', DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'silent' });
-    server = await startServer(config);
-    base = server.url.replace('[::1]', '127.0.0.1');
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    // The console's redirect URI must be registered exactly, so the registry's port is chosen first.
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    oauth = await startOAuthServer({
+      clients: DEFAULT_CLIENTS,
+      publicClients: [{ clientId: CONSOLE_CLIENT_ID, redirectUris: [`${base}/console/`] }],
+      users: [
+        { username: 'ada', password: PASSWORDS.ada, name: 'Ada Lovelace', orgId: 'acme', partnerIds: [PARTNER_A], scopes: ['webhooks:read', 'webhooks:write'] },
+        { username: 'grace', password: PASSWORDS.grace, name: 'Grace Hopper', scopes: ['webhooks:audit'] },
+      ],
     });
+    dataDir = tempDataDir();
+    const config = loadConfig({
+      ...SQLITE_ENGINES,
+      NODE_ENV: 'test',
+      DATA_DIR: dataDir,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'silent',
+      OIDC_ISSUER: oauth.issuer,
+      OIDC_AUDIENCE: oauth.audience,
+    });
+    server = await startServer(config);
   }, BROWSER_SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
-    await browser?.close();
     await server?.close();
+    await oauth?.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  /**
-   * A page that records every console error, page error, failed or foreign
-   * request; API answers of 400 and above separately (the browser reports
-   * each in its console too, as "Failed to load resource", so those lines
-   * are left to that list).
-   */
-  async function openPage(width = 1280, height = 800): Promise<{ page: Page; problems: string[]; apiErrors: string[] }> {
-    const context = await browser.newContext({ viewport: { width, height } });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
-    const page = await context.newPage();
-    const problems: string[] = [];
-    const apiErrors: string[] = [];
-    page.on('response', (response) => {
-      if (response.status() >= 400) {
-        const route = new URL(response.url()).pathname.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, ':id');
-        apiErrors.push(`${response.request().method()} ${route} ${response.status()}`);
-      }
-    });
-    page.on('console', (message) => {
-      if (message.type() !== 'error') return;
-      if (/^Failed to load resource: the server responded with a status of 4\d\d/.test(message.text())) return;
-      problems.push(`console: ${message.text()}`);
-    });
-    page.on('pageerror', (error) => problems.push(`page: ${error.message}`));
-    page.on('requestfailed', (request) => problems.push(`failed: ${request.url()}`));
-    page.on('request', (request) => {
-      if (!request.url().startsWith(`${base}/`)) problems.push(`foreign: ${request.url()}`);
-    });
-    return { page, problems, apiErrors };
-  }
+  const open = (width?: number, height?: number) => openPage([base, oauth.origin], width, height);
 
-  async function signIn(page: Page, organization: string | undefined, role: 'developer' | 'auditor' = 'developer'): Promise<void> {
+  async function signIn(page: Page, username: keyof typeof PASSWORDS): Promise<void> {
     await page.goto(`${base}/console`);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/dev\/sign-in\/authorize/);
-    await expect(page.getByRole('note').innerText()).resolves.toContain('Development sign-in');
-    await page.getByLabel('Your name').fill(role === 'developer' ? 'Ada' : 'Grace');
-    await page.getByLabel('Role').selectOption(role);
-    if (organization !== undefined) await page.getByLabel('Organization id').fill(organization);
-    await page.getByLabel('Authorized partners').fill(PARTNER_A);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL((url) => url.href.startsWith(`${oauth.issuer}/login-actions/authenticate/`));
+    await page.getByLabel('Username or email').fill(username);
+    await page.getByLabel('Password').fill(PASSWORDS[username]);
+    await page.getByRole('button', { name: 'Sign In' }).click();
     await page.getByText('Signed in as').waitFor();
   }
 
   it('signs a developer in, shows only their endpoints, and registers one whose secret is copied once', { timeout: 90_000 }, async () => {
-    // Another organization's endpoint, registered over the API.
-    const globexToken = await server.identity.devIssuer!.mint({
-      audience: config.OIDC_AUDIENCE,
-      orgClaim: config.ORG_CLAIM,
-      partnersClaim: config.PARTNERS_CLAIM,
-      organizationId: 'globex',
-      partnerIds: [PARTNER_A],
-      scopes: ['webhooks:write', 'webhooks:read'],
-    });
+    // Another organization's endpoint, registered over the API by its integration's service account.
+    const globexToken = await oauth.getToken('globex-integration');
     const other = await fetch(`${base}/v1/webhooks`, {
       method: 'POST',
       headers: { authorization: `Bearer ${globexToken}`, 'content-type': 'application/json', 'idempotency-key': 'console-test-globex' },
@@ -112,10 +140,20 @@ describe('the web console in chromium (development sign-in)', () => {
     });
     expect(other.status).toBe(201);
 
-    const { page, problems, apiErrors } = await openPage();
-    await signIn(page, 'acme');
-    // The code and state are off the address bar once used.
+    const { page, problems, apiErrors } = await open();
+    // A wrong password is refused at the login page.
+    await page.goto(`${base}/console`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByLabel('Username or email').fill('ada');
+    await page.getByLabel('Password').fill('not-her-password');
+    await page.getByRole('button', { name: 'Sign In' }).click();
+    await page.getByRole('alert').filter({ hasText: 'Invalid username or password.' }).waitFor();
+    await signIn(page, 'ada');
+    // The code and state are off the address bar once used, and the name comes from the ID token.
     expect(new URL(page.url()).search).toBe('');
+    await expect(page.getByText('Signed in as').innerText()).resolves.toContain('Ada Lovelace');
+    // Her roles allow no webhooks:audit: the realm left it out of her token, and the console shows no compliance screens.
+    expect(await page.getByRole('heading', { name: 'Compliance' }).count()).toBe(0);
     await page.getByText('No endpoints yet.').waitFor();
     expect(await page.content()).not.toContain('globex.example.com');
     await page.screenshot({ path: path.join(SHOTS, '1-signed-in.png'), fullPage: true });
@@ -191,16 +229,19 @@ describe('the web console in chromium (development sign-in)', () => {
     await page.locator('#filter-event-error').waitFor();
     await expect(page.getByLabel('Event pattern').getAttribute('aria-invalid')).resolves.toBe('true');
 
+    // Signing out ends the realm's session too: signing in again asks for the password.
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await page.waitForURL(`${base}/console/`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByLabel('Password').waitFor();
     expect(problems).toEqual([]);
     // The answers of 400 and above: the registration the URL policy refused, the refused edit and the refused filter.
     expect(apiErrors).toEqual(['POST /v1/webhooks 400', 'PATCH /v1/webhooks/:id 400', 'GET /v1/webhooks 400']);
   });
 
   it('is usable on a phone-sized screen, and deletes after a confirmation', { timeout: 60_000 }, async () => {
-    const { page, problems, apiErrors } = await openPage(390, 844);
-    await signIn(page, 'acme');
+    const { page, problems, apiErrors } = await open(390, 844);
+    await signIn(page, 'ada');
     await page.locator('tr', { hasText: 'https://acme.example.com/hooks' }).waitFor();
     // Nothing wider than the screen.
     const overflow = await page.evaluate('document.documentElement.scrollWidth - window.innerWidth');
@@ -218,8 +259,8 @@ describe('the web console in chromium (development sign-in)', () => {
 
   it('shows an auditor every webhook at a past instant, and one webhook’s timeline with its changes and chain', { timeout: 60_000 }, async () => {
     expect(pausedAt, 'the developer test ran first').toBeDefined();
-    const { page, problems, apiErrors } = await openPage();
-    await signIn(page, undefined, 'auditor');
+    const { page, problems, apiErrors } = await open();
+    await signIn(page, 'grace');
     await page.getByRole('heading', { name: 'Compliance' }).waitFor();
 
     await page.getByLabel('Instant (RFC 3339)').fill(pausedAt!);
@@ -246,9 +287,54 @@ describe('the web console in chromium (development sign-in)', () => {
     const text = await timeline.innerText();
     expect(text).toContain('compliance.case.opened');
     expect(text).toContain('[redacted]');
-    expect(text).toContain('dev-user:Ada');
+    // Who did it: the console, as Ada's user id in the realm.
+    expect(text).toContain(`${CONSOLE_CLIENT_ID} (${oauth.userIdFor('ada')})`);
     expect(await page.content()).not.toMatch(/whsec_/);
     await page.screenshot({ path: path.join(SHOTS, '8-timeline.png'), fullPage: true });
+    expect(problems).toEqual([]);
+    expect(apiErrors).toEqual([]);
+  });
+});
+
+describe('the web console in chromium, with the development sign-in (npm start without OIDC_ISSUER)', () => {
+  let server: RunningServer;
+  let dataDir: string;
+  let base: string;
+
+  beforeAll(async () => {
+    dataDir = tempDataDir();
+    server = await startServer(loadConfig({ ...SQLITE_ENGINES, NODE_ENV: 'development', DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'silent' }));
+    base = server.url.replace('[::1]', '127.0.0.1');
+  }, BROWSER_SETUP_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await server?.close();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('signs a developer in through the marked development page, registers an endpoint and signs out', { timeout: 60_000 }, async () => {
+    const { page, problems, apiErrors } = await openPage([base]);
+    await page.goto(`${base}/console`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(/\/dev\/sign-in\/authorize/);
+    await expect(page.getByRole('note').innerText()).resolves.toContain('Development sign-in');
+    await page.getByLabel('Your name').fill('Ada');
+    await page.getByLabel('Role').selectOption('developer');
+    await page.getByLabel('Organization id').fill('acme');
+    await page.getByLabel('Authorized partners').fill(PARTNER_A);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('Signed in as').waitFor();
+    expect(new URL(page.url()).search).toBe('');
+    await page.getByText('No endpoints yet.').waitFor();
+    await page.getByLabel('Endpoint URL (https)').fill('https://acme.example.com/dev-hooks');
+    await page.getByLabel('Event types').fill('kyc.*');
+    await page.getByRole('button', { name: 'Register' }).click();
+    await expect(page.getByTestId('secret').innerText()).resolves.toMatch(/^whsec_/);
+    await page.getByRole('button', { name: 'I have stored it' }).click();
+    await page.locator('tr', { hasText: 'https://acme.example.com/dev-hooks' }).waitFor();
+    await page.screenshot({ path: path.join(SHOTS, '0-development-sign-in.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
     expect(problems).toEqual([]);
     expect(apiErrors).toEqual([]);
   });

@@ -12,6 +12,15 @@
 //   - access tokens shaped like a Keycloak service-account token (`azp`,
 //     `typ: Bearer`, `preferred_username: service-account-<clientId>`, a stable
 //     UUID `sub`, `aud` from an Audience mapper, org/partner mapper claims).
+//   - people, for the web console: a public client (authorization code with
+//     PKCE S256, exact redirect URIs), a login page at the realm's own path
+//     that checks a username and password, and user tokens shaped like
+//     Keycloak's (the user's UUID as `sub`, `azp` the console, org and partner
+//     claims from user-attribute mappers, `name` and `preferred_username`).
+//     The webhook scopes a user gets are those their roles allow, as Keycloak
+//     applies a role-gated client scope only to users holding the role:
+//     requested ∩ allowed. No consent screen (Keycloak's "Consent required"
+//     off); RP-initiated logout with `id_token_hint` needs no confirmation.
 //
 // A plain `http.createServer` wraps the provider so tests can stop/restart the
 // listener on the same port, rotate keys, and make the JWKS endpoint misbehave.
@@ -62,8 +71,34 @@ export interface OAuthClientConfig {
   authMethod?: 'client_secret_basic' | 'client_secret_post';
 }
 
+/** A person who signs in at the login page (a Keycloak user with attributes and roles). */
+export interface OAuthUserConfig {
+  username: string;
+  password: string;
+  /** Display name (`name` claim); default: the username. */
+  name?: string;
+  /** The user's org attribute (user-attribute mapper); omitted from tokens when absent. */
+  orgId?: string;
+  /** The user's partner attribute, copied verbatim (multivalued mapper). */
+  partnerIds?: unknown;
+  /** The webhook scopes the user's roles allow; a token carries those requested among them. */
+  scopes: string[];
+}
+
+/** A public client (no secret) using the authorization code flow with PKCE, like the web console. */
+export interface OAuthPublicClientConfig {
+  clientId: string;
+  /** Exact redirect URIs. */
+  redirectUris: string[];
+  postLogoutRedirectUris?: string[];
+}
+
 export interface StartOAuthServerOptions {
   clients?: OAuthClientConfig[];
+  /** People who can sign in through the login page. */
+  users?: OAuthUserConfig[];
+  /** Public clients for the authorization code flow (their web origins are allowed by CORS). */
+  publicClients?: OAuthPublicClientConfig[];
   /** Fixed port (e.g. to bring a server back on a known port); default: random free port. */
   port?: number;
   realm?: string;
@@ -164,6 +199,8 @@ export interface OAuthServer {
   publicKey(kid?: string): PublicKeyMaterial;
   /** Stable `sub` of a client's service account. */
   subjectFor(clientId: string): string;
+  /** Stable `sub` (user id) of a configured user. */
+  userIdFor(username: string): string;
 
   setJwksMode(mode: JwksMode): void;
   /** Close the listener and all connections: further requests get ECONNREFUSED. Idempotent. */
@@ -177,12 +214,43 @@ export interface OAuthServer {
 
 interface ProviderInstance {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionLike>;
+  interactionFinished(
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: Record<string, unknown>,
+    options?: { mergeWithLastSubmission?: boolean },
+  ): Promise<void>;
 }
 type ProviderConstructor = new (issuer: string, configuration: Record<string, unknown>) => ProviderInstance;
 
 interface TokenLike {
   clientId?: string;
+  accountId?: string;
   scope?: string;
+}
+interface GrantLike {
+  addOIDCScope(scope: string): void;
+  addResourceScope(resource: string, scope: string): void;
+  rejectOIDCScope(scope: string): void;
+  rejectResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
+}
+interface ProviderContext {
+  oidc: {
+    client?: { clientId: string };
+    session?: { accountId?: string; grantIdFor(clientId: string): string | undefined };
+    result?: { consent?: { grantId?: string } };
+    provider: {
+      Grant: { new (init: { clientId: string; accountId: string }): GrantLike; find(id: string): Promise<GrantLike | undefined> };
+    };
+  };
+  body?: unknown;
+}
+interface InteractionLike {
+  uid: string;
+  prompt: { name: string; reasons?: string[]; details?: unknown };
+  params: Record<string, unknown>;
 }
 interface StructuredJwt {
   header?: Record<string, unknown>;
@@ -300,11 +368,37 @@ async function generateSigningKey(): Promise<SigningKey> {
   };
 }
 
-/** Deterministic UUID (v5-shaped) for a client's service-account user. */
-function stableUuid(seed: string): string {
-  const hex = createHash('sha1').update(`nt24-idp/service-account/${seed}`).digest('hex');
+/** Deterministic UUID (v5-shaped) for a client's service-account user, or (kind `user`) a person. */
+function stableUuid(seed: string, kind: 'service-account' | 'user' = 'service-account'): string {
+  const hex = createHash('sha1').update(`nt24-idp/${kind}/${seed}`).digest('hex');
   const variant = ((parseInt(hex.slice(16, 18), 16) & 0x3f) | 0x80).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(18, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** Where the login page lives under the realm (Keycloak: `/login-actions/authenticate`). */
+const LOGIN_PATH = '/login-actions/authenticate';
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+const escapeHtml = (text: string): string =>
+  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
+
+function loginHtml(realm: string, error?: string, username = ''): string {
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in to ${escapeHtml(realm)}</title></head>
+<body><main><h1>Sign in to your account</h1>
+${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
+<form method="post"><p><label for="username">Username or email</label> <input id="username" name="username" autocomplete="username" value="${escapeHtml(username)}" autofocus></p>
+<p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password"></p>
+<p><button type="submit">Sign In</button></p></form></main></body></html>`;
 }
 
 /** RFC 8707 resource indicators must be absolute URIs; plain audiences travel as `urn:<aud>`. */
@@ -325,8 +419,13 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
   const ttl = options.tokenTtlSeconds ?? 300;
   const accessTokenTyp = options.accessTokenTyp ?? 'JWT';
   const clients = new Map((options.clients ?? []).map((c) => [c.clientId, c]));
+  const publicClients = options.publicClients ?? [];
+  const users = new Map((options.users ?? []).map((u) => [stableUuid(u.username, 'user'), u]));
+  const userIdFor = (username: string): string => stableUuid(username, 'user');
   const realmPath = `/realms/${realm}`;
-  const knownScopes = [...new Set([...WEBHOOK_SCOPES, ...[...clients.values()].flatMap((c) => c.scopes)])];
+  const knownScopes = [
+    ...new Set([...WEBHOOK_SCOPES, ...[...clients.values()].flatMap((c) => c.scopes), ...[...users.values()].flatMap((u) => u.scopes)]),
+  ];
 
   let keys: SigningKey[] = [await generateSigningKey()]; // current first
   const current = (): SigningKey => keys[0]!;
@@ -343,10 +442,22 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
     if (client?.partnerIds !== undefined) claims[partnersClaim] = client.partnerIds;
     return { ...claims, ...client?.extraClaims };
   };
+  /** A person's token: Keycloak's user-attribute mappers and the profile claims. */
+  const userClaims = (accountId: string, clientId: string): Record<string, unknown> => {
+    const user = users.get(accountId);
+    const claims: Record<string, unknown> = { typ: 'Bearer', azp: clientId };
+    if (user === undefined) return claims;
+    claims.preferred_username = user.username;
+    claims.name = user.name ?? user.username;
+    if (user.orgId !== undefined) claims[orgClaim] = user.orgId;
+    if (user.partnerIds !== undefined) claims[partnersClaim] = user.partnerIds;
+    return claims;
+  };
 
   let port = options.port ?? 0;
   let server: Server | undefined;
   let handler: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
+  let provider: ProviderInstance | undefined;
   let jwksMode: JwksMode = 'normal';
   let jwksRequests = 0;
   const hung = new Set<ServerResponse>();
@@ -356,25 +467,83 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
 
   const buildProvider = () =>
     quietly(quiet, () => {
-      const provider = new Provider(issuer(), {
+      const built = new Provider(issuer(), {
         adapter: createAdapterFactory(),
-        clients: [...clients.values()].map((c) => ({
-          client_id: c.clientId,
-          client_secret: c.clientSecret,
-          grant_types: ['client_credentials'],
-          response_types: [],
-          redirect_uris: [],
-          token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
-          scope: c.scopes.join(' '),
-        })),
+        clients: [
+          ...[...clients.values()].map((c) => ({
+            client_id: c.clientId,
+            client_secret: c.clientSecret,
+            grant_types: ['client_credentials'],
+            response_types: [],
+            redirect_uris: [],
+            token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
+            scope: c.scopes.join(' '),
+          })),
+          ...publicClients.map((c) => ({
+            client_id: c.clientId,
+            token_endpoint_auth_method: 'none', // a public client: PKCE is then required
+            grant_types: ['authorization_code'],
+            response_types: ['code'],
+            redirect_uris: c.redirectUris,
+            post_logout_redirect_uris: c.postLogoutRedirectUris ?? c.redirectUris,
+          })),
+        ],
         jwks: { keys: keys.map((k) => k.privateJwk) },
-        scopes: ['openid', ...knownScopes],
+        scopes: ['openid', 'profile', ...knownScopes],
+        claims: { openid: ['sub'], profile: ['name', 'preferred_username'] },
+        // Keycloak puts the profile claims into the ID token too.
+        conformIdTokenClaims: false,
+        findAccount: (_ctx: unknown, id: string) => {
+          const user = users.get(id);
+          if (user === undefined) return undefined;
+          return { accountId: id, claims: () => ({ sub: id, name: user.name ?? user.username, preferred_username: user.username }) };
+        },
+        interactions: { url: (_ctx: unknown, interaction: InteractionLike) => `${realmPath}${LOGIN_PATH}/${interaction.uid}` },
+        // No consent screen: the grant holds the user's allowed webhook scopes for the registry.
+        loadExistingGrant: async (ctx: ProviderContext) => {
+          const { client, session, result, provider: op } = ctx.oidc;
+          if (client === undefined || session?.accountId === undefined) return undefined;
+          const grantId = result?.consent?.grantId ?? session.grantIdFor(client.clientId);
+          if (grantId !== undefined) return op.Grant.find(grantId);
+          const grant = new op.Grant({ clientId: client.clientId, accountId: session.accountId });
+          const allowed = users.get(session.accountId)?.scopes ?? [];
+          // The webhook scopes are also OpenID scopes here (the client_credentials clients ask for them by name).
+          grant.addOIDCScope(['openid', 'profile', ...allowed].join(' '));
+          grant.addResourceScope(resourceFor(audience), allowed.join(' '));
+          // The scopes the user's roles do not allow are left out of the token, not asked about.
+          const refused = knownScopes.filter((scope) => !allowed.includes(scope)).join(' ');
+          if (refused !== '') {
+            grant.rejectOIDCScope(refused);
+            grant.rejectResourceScope(resourceFor(audience), refused);
+          }
+          await grant.save();
+          return grant;
+        },
         routes: KEYCLOAK_ROUTES,
         cookies: { keys: [randomBytes(32).toString('base64url')] },
         clientBasedCORS: () => true,
-        ttl: { ClientCredentials: ttl, AccessToken: ttl },
+        ttl: {
+          ClientCredentials: ttl,
+          AccessToken: ttl,
+          AuthorizationCode: 60,
+          IdToken: ttl,
+          Interaction: 600,
+          Session: 3600,
+          Grant: 3600,
+        },
         features: {
           devInteractions: { enabled: false },
+          rpInitiatedLogout: {
+            enabled: true,
+            // Keycloak signs out without asking when the logout names the session's ID token.
+            logoutSource: (ctx: ProviderContext, form: string) => {
+              ctx.body = `<!DOCTYPE html><html><head><title>Signing out</title></head><body>${form}<script>
+const f = document.getElementById('op.logoutForm');
+const i = document.createElement('input'); i.type = 'hidden'; i.name = 'logout'; i.value = 'yes';
+f.appendChild(i); f.submit();
+</script></body></html>`;
+            },
+          },
           clientCredentials: { enabled: true },
           introspection: { enabled: true },
           revocation: { enabled: true },
@@ -391,25 +560,33 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
             }),
           },
         },
-        extraTokenClaims: (_ctx: unknown, token: TokenLike) =>
-          token.clientId === undefined ? undefined : mapperClaims(token.clientId),
+        extraTokenClaims: (_ctx: unknown, token: TokenLike) => {
+          if (token.clientId === undefined) return undefined;
+          return token.accountId === undefined ? mapperClaims(token.clientId) : userClaims(token.accountId, token.clientId);
+        },
         formats: {
           customizers: {
             jwt: (_ctx: unknown, token: TokenLike, jwt: StructuredJwt) => {
               // oidc-provider sets sub = client_id for client_credentials; Keycloak uses
               // the service-account user's id.
-              if (token.clientId !== undefined) jwt.payload.sub = subjectFor(token.clientId);
+              // A person's token keeps the user's id.
+              if (token.clientId !== undefined && token.accountId === undefined) jwt.payload.sub = subjectFor(token.clientId);
               jwt.header = { ...jwt.header, typ: accessTokenTyp };
             },
           },
         },
       });
-      handler = provider.callback();
+      provider = built;
+      handler = built.callback();
     });
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/';
     const path = url.split('?')[0] ?? '/';
+    if (path === '/favicon.ico') {
+      res.writeHead(204).end(); // browsers ask for it on the login page
+      return;
+    }
     if (path !== realmPath && !path.startsWith(`${realmPath}/`)) {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"RESTEASY003210: Could not find resource"}');
       return;
@@ -437,10 +614,39 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
           return;
       }
     }
+    if (path.startsWith(`${realmPath}${LOGIN_PATH}/`) && provider !== undefined) {
+      void loginPage(provider, req, res);
+      return;
+    }
     // oidc-provider routes from its mount point; derive the mount from originalUrl.
     (req as IncomingMessage & { originalUrl?: string }).originalUrl = url;
     req.url = url.slice(realmPath.length) || '/';
     handler(req, res);
+  };
+
+  /** Keycloak's login form: a username and password checked against the configured users. */
+  const loginPage = async (op: ProviderInstance, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    try {
+      const interaction = await op.interactionDetails(req, res);
+      if (interaction.prompt.name !== 'login') {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end(`unexpected prompt ${interaction.prompt.name} ${JSON.stringify(interaction.prompt)}`);
+        return;
+      }
+      if (req.method === 'POST') {
+        const form = new URLSearchParams(await readBody(req));
+        const accountId = userIdFor(form.get('username') ?? '');
+        const user = users.get(accountId);
+        if (user !== undefined && user.password === form.get('password')) {
+          await op.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(loginHtml(realm, 'Invalid username or password.', form.get('username') ?? ''));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(loginHtml(realm));
+    } catch (error) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end(`login: ${(error as Error).message}`);
+    }
   };
 
   const listen = async (): Promise<void> => {
@@ -601,6 +807,7 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
       };
     },
     subjectFor,
+    userIdFor,
     setJwksMode(mode) {
       jwksMode = mode;
       if (mode !== 'hang') closeHung();
