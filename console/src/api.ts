@@ -1,6 +1,6 @@
 // The registry's public API as the console uses it: same origin, the signed-in
 // user's access token on every call (from memory, never from the URL).
-import type { Problem, WebhookSummary } from './format.ts';
+import type { Problem, Verification, WebhookSummary } from './format.ts';
 
 export class ApiError extends Error {
   constructor(readonly problem: Problem) {
@@ -128,6 +128,11 @@ export class Api {
     if (org) params.set('org', org);
     if (cursor) params.set('cursor', cursor);
     return this.call('GET', `/internal/v1/audit/webhooks?${params.toString()}`);
+  }
+
+  /** The tamper check over every stream and the read model (webhooks:audit). */
+  verification(): Promise<Verification> {
+    return this.call('GET', '/internal/v1/audit/verification');
   }
 
   history(id: string, cursor?: string): Promise<History> {

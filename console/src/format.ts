@@ -56,7 +56,7 @@ function sentence(text: string): string {
   const trimmed = text.trim();
   if (trimmed === '') return trimmed;
   const first = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
-  return /[.!?]$/.test(first) ? first : `${first}.`;
+  return /[.!?…]$/.test(first) ? first : `${first}.`;
 }
 
 /** A list typed by a person ("kyc.*, compliance.case.opened"): trimmed, empty entries dropped, each once. */
@@ -123,4 +123,65 @@ export function instantOf(text: string): string | undefined {
   if (month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return undefined;
   const date = new Date(trimmed);
   return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
+
+/** GET /internal/v1/audit/verification: the tamper check over the whole log and the read model. */
+export interface Verification {
+  readonly ok: boolean;
+  readonly events: number;
+  readonly streams: number;
+  readonly readModelWebhooks: number;
+  readonly logHead: string | null;
+  readonly brokenChains: readonly { readonly streamId: string; readonly revision: number; readonly problem: string; readonly detail: string }[];
+  readonly readModelMismatches: readonly {
+    readonly webhookId: string;
+    readonly problem: string;
+    readonly fields: readonly string[];
+    readonly readModelRevision: number | null;
+    readonly logRevision: number | null;
+  }[];
+  readonly otherProblems: readonly string[];
+}
+
+const CHAIN_PROBLEMS: Readonly<Record<string, string>> = {
+  'hash-mismatch': 'the event is not the one that was written (its hash differs)',
+  'previous-hash-mismatch': 'the event does not follow the one before it (its link to the previous hash differs)',
+  'revision-gap': 'an event is missing before it',
+  unreadable: 'the event cannot be read',
+};
+const VIEW_PROBLEMS: Readonly<Record<string, string>> = {
+  differs: 'differs from the log',
+  'missing-from-read-model': 'is in the log but missing from the read model',
+  'not-in-log': 'is in the read model but not in the log',
+  unreadable: 'cannot be read from the read model',
+};
+
+/** The tamper check in words: a headline, then one line per finding, the first broken stream first. */
+export function verificationSummary(report: Verification): { readonly ok: boolean; readonly headline: string; readonly findings: readonly string[] } {
+  const counted = `${count(report.events, 'event')} in ${count(report.streams, 'stream')}`;
+  if (report.ok) {
+    return {
+      ok: true,
+      headline: `No damage found: ${counted} checked, and the read model matches the log for ${count(report.readModelWebhooks, 'webhook')}.`,
+      findings: [],
+    };
+  }
+  const findings = [
+    ...report.brokenChains.map((b) => `Stream ${b.streamId}: broken at revision ${b.revision}: ${CHAIN_PROBLEMS[b.problem] ?? b.problem}. ${sentence(b.detail)}`.trim()),
+    ...report.readModelMismatches.map((m) => {
+      const fields = m.fields.length > 0 ? ` (${m.fields.join(', ')})` : '';
+      return `Webhook ${m.webhookId} ${VIEW_PROBLEMS[m.problem] ?? m.problem}${fields}.`;
+    }),
+    ...report.otherProblems.map(sentence),
+  ];
+  const first = report.brokenChains[0];
+  const headline =
+    first === undefined
+      ? `Damage found after checking ${counted}: the read model does not match the log.`
+      : `Damage found: ${count(report.brokenChains.length, 'stream')} altered, the first is ${first.streamId} at revision ${first.revision}.`;
+  return { ok: false, headline, findings };
+}
+
+function count(n: number, noun: string): string {
+  return `${n.toLocaleString('en')} ${noun}${n === 1 ? '' : 's'}`;
 }

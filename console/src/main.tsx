@@ -1,6 +1,8 @@
 // The web console: sign-in, then an integration developer's endpoints (list
-// with filters and paging; create, with the secret shown once). It talks only
-// to the registry's public API, on the same origin.
+// with filters and paging; create, with the secret shown once; manage one),
+// or a compliance officer's pages (every webhook at an instant, a webhook's
+// timeline, the tamper check). It talks only to the registry's API, on the
+// same origin.
 import './console.css';
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -15,6 +17,7 @@ import {
   instantOf,
   partnersText,
   splitList,
+  verificationSummary,
   type FieldErrors,
   type WebhookSummary,
 } from './format.ts';
@@ -637,7 +640,65 @@ function AuditPages({ api }: { api: Api }) {
         )}
       </section>
       {timeline !== undefined && <Timeline key={timeline} api={api} id={timeline} />}
+      <TamperCheck api={api} />
     </>
+  );
+}
+
+/** The tamper check over every stream and the read model, with the first broken stream named. */
+function TamperCheck({ api }: { api: Api }) {
+  const [running, setRunning] = useState(false);
+  const [report, setReport] = useState<ReturnType<typeof verificationSummary> | undefined>();
+  const [problem, setProblem] = useState<string | undefined>();
+  const result = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (report !== undefined || problem !== undefined) result.current?.focus();
+  }, [report, problem]);
+
+  const run = () => {
+    setRunning(true);
+    setReport(undefined);
+    setProblem(undefined);
+    api
+      .verification()
+      .then(
+        (answer) => setReport(verificationSummary(answer)),
+        (error: unknown) => setProblem(problemOf(error).general ?? 'The check could not run.'),
+      )
+      .finally(() => setRunning(false));
+  };
+
+  return (
+    <section aria-labelledby="verify-heading">
+      <h2 id="verify-heading">Tamper check</h2>
+      <p class="hint">Reads every event of the log, checks each stream's hash chain, and compares the read model with the log.</p>
+      <p>
+        <button type="button" onClick={run} disabled={running}>
+          {running ? 'Checking…' : 'Run the tamper check'}
+        </button>
+      </p>
+      <div aria-live="polite">
+        {problem && (
+          <p class="error" role="alert" tabIndex={-1} ref={result}>
+            {problem}
+          </p>
+        )}
+        {report && (
+          <>
+            <p id="verify-result" class={report.ok ? 'chain-intact' : 'error'} tabIndex={-1} ref={result}>
+              {report.headline}
+            </p>
+            {report.findings.length > 0 && (
+              <ul class="findings">
+                {report.findings.map((line) => (
+                  <li key={line}>{line}</li>
+                ))}
+              </ul>
+            )}
+          </>
+        )}
+      </div>
+    </section>
   );
 }
 

@@ -8,16 +8,20 @@
 // it names, registers an endpoint and copies its secret, edits, pauses and
 // rotates it, and signs out; on a phone-sized screen they delete it; an
 // auditor sees every webhook at a past instant, a timeline with its diff,
-// and the tamper check. A last suite runs the server as `npm start` starts
+// and the tamper check, which names the stream of an event altered in the
+// file. A last suite runs the server as `npm start` starts
 // it, with no OIDC_ISSUER: the development sign-in.
 // Screenshots go to test-results/console/ (ignored by git).
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConsole } from '../../console/build.ts';
 import { CONSOLE_CLIENT_ID } from '../../src/http/devSignIn.ts';
 import { loadConfig } from '../../src/config.ts';
+import { EVENTS_FILE } from '../../src/runtime.ts';
+import { webhookStreamName } from '../../src/stores/eventStore.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { BROWSER_SETUP_TIMEOUT_MS, ensureChromium } from '../support/browser.ts';
 import { REPO_ROOT } from '../support/cli.ts';
@@ -257,7 +261,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     expect(apiErrors).toEqual([]);
   });
 
-  it('shows an auditor every webhook at a past instant, and one webhook’s timeline with its changes and chain', { timeout: 60_000 }, async () => {
+  it('shows an auditor every webhook at a past instant, one webhook’s timeline with its changes, and the tamper check', { timeout: 60_000 }, async () => {
     expect(pausedAt, 'the developer test ran first').toBeDefined();
     const { page, problems, apiErrors } = await open();
     await signIn(page, 'grace');
@@ -291,6 +295,29 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     expect(text).toContain(`${CONSOLE_CLIENT_ID} (${oauth.userIdFor('ada')})`);
     expect(await page.content()).not.toMatch(/whsec_/);
     await page.screenshot({ path: path.join(SHOTS, '8-timeline.png'), fullPage: true });
+
+    // The tamper check: nothing altered yet; then an event changed in the file is named by its stream and revision.
+    const webhookId = (await page.locator('#timeline-heading').innerText()).replace('History of ', '');
+    const check = page.getByRole('button', { name: 'Run the tamper check' });
+    await check.click();
+    const verdict = page.locator('#verify-result');
+    await verdict.waitFor();
+    expect(await verdict.innerText()).toMatch(/^No damage found: \d+ events in 2 streams checked/);
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('verify-result');
+    const events = new Database(path.join(dataDir, EVENTS_FILE));
+    try {
+      const altered = events
+        .prepare("UPDATE events SET data = json_set(data, '$.changes.url', 'https://evil.example.com/x') WHERE stream_id = ? AND revision = 1")
+        .run(webhookStreamName(webhookId));
+      expect(altered.changes).toBe(1);
+    } finally {
+      events.close();
+    }
+    await check.click();
+    await verdict.filter({ hasText: 'Damage found' }).waitFor();
+    expect(await verdict.innerText()).toBe(`Damage found: 1 stream altered, the first is ${webhookStreamName(webhookId)} at revision 1.`);
+    expect(await page.locator('.findings').innerText()).toContain(`Stream ${webhookStreamName(webhookId)}: broken at revision 1: the event is not the one that was written`);
+    await page.screenshot({ path: path.join(SHOTS, '9-tamper-check.png'), fullPage: true });
     expect(problems).toEqual([]);
     expect(apiErrors).toEqual([]);
   });

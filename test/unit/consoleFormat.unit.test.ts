@@ -1,7 +1,18 @@
 // The web console's own logic (console/src/format.ts): how problems become
 // words next to form fields, how typed lists and instants are read and shown.
 import { describe, expect, it } from 'vitest';
-import { changeLines, describePattern, eventTitle, fieldErrors, formatInstant, instantOf, partnersText, splitList } from '../../console/src/format.ts';
+import {
+  changeLines,
+  describePattern,
+  eventTitle,
+  fieldErrors,
+  formatInstant,
+  instantOf,
+  partnersText,
+  splitList,
+  verificationSummary,
+  type Verification,
+} from '../../console/src/format.ts';
 
 describe('console: problems next to the fields they name', () => {
   it('puts each pointer under its field, saying which entry of a list', () => {
@@ -100,3 +111,56 @@ describe('console: the auditor\u2019s timeline and instants', () => {
   });
 });
 
+
+describe('console: the tamper check in words', () => {
+  const healthy: Verification = {
+    ok: true,
+    events: 1234,
+    streams: 1,
+    readModelWebhooks: 1,
+    logHead: '1233',
+    brokenChains: [],
+    readModelMismatches: [],
+    otherProblems: [],
+  };
+
+  it('says what was checked when nothing is damaged', () => {
+    expect(verificationSummary(healthy)).toEqual({
+      ok: true,
+      headline: 'No damage found: 1,234 events in 1 stream checked, and the read model matches the log for 1 webhook.',
+      findings: [],
+    });
+  });
+
+  it('names the first broken stream and its revision, then every finding', () => {
+    const summary = verificationSummary({
+      ...healthy,
+      ok: false,
+      streams: 3,
+      brokenChains: [
+        { streamId: 'webhook-a', revision: 1, problem: 'hash-mismatch', detail: 'stored hash ab…, computed cd…' },
+        { streamId: 'webhook-b', revision: 4, problem: 'revision-gap', detail: 'revision 3 is missing' },
+      ],
+      readModelMismatches: [{ webhookId: 'c', problem: 'differs', fields: ['url', 'status'], readModelRevision: 2, logRevision: 3 }],
+      otherProblems: ['the read model is ahead of the log'],
+    });
+    expect(summary.ok).toBe(false);
+    expect(summary.headline).toBe('Damage found: 2 streams altered, the first is webhook-a at revision 1.');
+    expect(summary.findings).toEqual([
+      'Stream webhook-a: broken at revision 1: the event is not the one that was written (its hash differs). Stored hash ab…, computed cd…',
+      'Stream webhook-b: broken at revision 4: an event is missing before it. Revision 3 is missing.',
+      'Webhook c differs from the log (url, status).',
+      'The read model is ahead of the log.',
+    ]);
+  });
+
+  it('says the read model is off when every chain holds', () => {
+    const summary = verificationSummary({
+      ...healthy,
+      ok: false,
+      readModelMismatches: [{ webhookId: 'd', problem: 'missing-from-read-model', fields: [], readModelRevision: null, logRevision: 0 }],
+    });
+    expect(summary.headline).toBe('Damage found after checking 1,234 events in 1 stream: the read model does not match the log.');
+    expect(summary.findings).toEqual(['Webhook d is in the log but missing from the read model.']);
+  });
+});
