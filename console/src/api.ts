@@ -57,8 +57,17 @@ export interface EventType {
   readonly description?: string;
 }
 
+/** The signed-in session as the API client needs it. */
+export interface Session {
+  token(): string | undefined;
+  /** A fresh access token (refresh token); false when there is none. */
+  renew(): Promise<boolean>;
+  /** The registry refused the token even after a renewal: the user must sign in again. */
+  ended(): void;
+}
+
 export class Api {
-  constructor(private readonly token: () => string | undefined) {}
+  constructor(private readonly session: Session) {}
 
   private async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     return (await this.exchange<T>(method, path, body, headers)).body;
@@ -66,17 +75,26 @@ export class Api {
 
   /** The answer's body and ETag; a problem+json answer throws ApiError. */
   private async exchange<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ body: T; etag: string | null }> {
-    const token = this.token();
-    const response = await fetch(path, {
-      method,
-      headers: {
-        accept: 'application/json',
-        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...headers,
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    const send = () => {
+      const token = this.session.token();
+      return fetch(path, {
+        method,
+        headers: {
+          accept: 'application/json',
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    };
+    let response = await send();
+    // 401: the token expired or is no longer accepted. Once more with a renewed one (writes carry their
+    // Idempotency-Key, so sending again is safe); then the session is over.
+    if (response.status === 401) {
+      if (await this.session.renew()) response = await send();
+      if (response.status === 401) this.session.ended();
+    }
     const text = await response.text();
     const parsed: unknown = text === '' ? undefined : JSON.parse(text);
     if (!response.ok) throw new ApiError((parsed as Problem | undefined) ?? { status: response.status });

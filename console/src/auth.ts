@@ -41,9 +41,27 @@ export class Auth {
       response_type: 'code',
       scope: config.scope,
       userStore: new WebStorageStateStore({ store: new InMemoryWebStorage() }),
+      // Renewed by renew() below with the refresh token, never through a hidden iframe.
       automaticSilentRenew: false,
       loadUserInfo: false,
     });
+    // A minute before the access token expires, trade the refresh token (in memory too) for a new one.
+    this.manager.events.addAccessTokenExpiring(() => void this.renew());
+  }
+
+  /**
+   * A new access token from the refresh token, if the provider gave one
+   * (Keycloak does; the development sign-in does not). False when there is
+   * none or the provider refused it (its session ended): sign in again.
+   */
+  async renew(): Promise<boolean> {
+    if (this.user?.refresh_token === undefined) return false;
+    try {
+      this.user = (await this.manager.signinSilent()) ?? null;
+    } catch {
+      this.user = null;
+    }
+    return this.user !== null;
   }
 
   /** After the provider sent the browser back (?code=…&state=…): the user, and a clean address bar. */

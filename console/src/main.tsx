@@ -53,7 +53,14 @@ function App({ auth }: { auth: Auth }) {
       </main>
     );
   }
-  const api = new Api(() => auth.token());
+  const api = new Api({
+    token: () => auth.token(),
+    renew: () => auth.renew(),
+    ended: () => {
+      setUser(undefined);
+      setFailure('Your session has ended: sign in again.');
+    },
+  });
   return (
     <>
       <header>

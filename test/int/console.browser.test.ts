@@ -95,6 +95,8 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     oauth = await startOAuthServer({
+      // Short enough that the console renews a token within a test (it does so a minute before expiry).
+      tokenTtlSeconds: 66,
       clients: DEFAULT_CLIENTS,
       publicClients: [{ clientId: CONSOLE_CLIENT_ID, redirectUris: [`${base}/console/`] }],
       users: [
@@ -103,18 +105,22 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
       ],
     });
     dataDir = tempDataDir();
-    const config = loadConfig({
-      ...SQLITE_ENGINES,
-      NODE_ENV: 'test',
-      DATA_DIR: dataDir,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'silent',
-      OIDC_ISSUER: oauth.issuer,
-      OIDC_AUDIENCE: oauth.audience,
-    });
-    server = await startServer(config);
+    server = await startRegistryAt(port, oauth.audience);
   }, BROWSER_SETUP_TIMEOUT_MS);
+
+  const startRegistryAt = (port: number, audience: string) =>
+    startServer(
+      loadConfig({
+        ...SQLITE_ENGINES,
+        NODE_ENV: 'test',
+        DATA_DIR: dataDir,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        LOG_LEVEL: 'silent',
+        OIDC_ISSUER: oauth.issuer,
+        OIDC_AUDIENCE: audience,
+      }),
+    );
 
   afterAll(async () => {
     await server?.close();
@@ -320,6 +326,34 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     await page.screenshot({ path: path.join(SHOTS, '9-tamper-check.png'), fullPage: true });
     expect(problems).toEqual([]);
     expect(apiErrors).toEqual([]);
+  });
+
+  it('renews the access token with the refresh token, and says so when the registry refuses the session', { timeout: 60_000 }, async () => {
+    const { page, problems, apiErrors } = await open();
+    const renewal = page.waitForResponse(
+      (response) => response.url() === oauth.tokenEndpoint && (response.request().postData() ?? '').includes('grant_type=refresh_token'),
+      { timeout: 20_000 },
+    );
+    await signIn(page, 'ada');
+    // A minute before the 66 s token expires, the console trades its refresh token for a new one, and uses it.
+    const renewed = (await (await renewal).json()) as { access_token: string; refresh_token?: string };
+    expect(renewed.refresh_token).toBeDefined();
+    const listed = page.waitForRequest((request) => new URL(request.url()).pathname === '/v1/webhooks');
+    await page.getByLabel('Event pattern').fill('kyc.*');
+    await page.getByLabel('Event pattern').press('Enter');
+    expect((await listed).headers().authorization).toBe(`Bearer ${renewed.access_token}`);
+    await page.getByText('No endpoints match these filters.').waitFor();
+
+    // The registry now wants another audience: its 401 makes the console renew once and try again, then end the session.
+    const port = Number(new URL(base).port);
+    await server.close();
+    server = await startRegistryAt(port, 'another-registry');
+    await page.getByLabel('Event pattern').fill('compliance.*');
+    await page.getByLabel('Event pattern').press('Enter');
+    await page.getByRole('alert').filter({ hasText: 'Your session has ended: sign in again.' }).waitFor();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    expect(problems).toEqual([]);
+    expect(apiErrors).toEqual(['GET /v1/webhooks 401', 'GET /v1/webhooks 401']);
   });
 });
 

@@ -20,7 +20,8 @@
 //     The webhook scopes a user gets are those their roles allow, as Keycloak
 //     applies a role-gated client scope only to users holding the role:
 //     requested ∩ allowed. No consent screen (Keycloak's "Consent required"
-//     off); RP-initiated logout with `id_token_hint` needs no confirmation.
+//     off); a rotating refresh token, as Keycloak gives a browser client;
+//     RP-initiated logout with `id_token_hint` needs no confirmation.
 //
 // A plain `http.createServer` wraps the provider so tests can stop/restart the
 // listener on the same port, rotate keys, and make the JWKS endpoint misbehave.
@@ -482,7 +483,7 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
           ...publicClients.map((c) => ({
             client_id: c.clientId,
             token_endpoint_auth_method: 'none', // a public client: PKCE is then required
-            grant_types: ['authorization_code'],
+            grant_types: ['authorization_code', 'refresh_token'],
             response_types: ['code'],
             redirect_uris: c.redirectUris,
             post_logout_redirect_uris: c.postLogoutRedirectUris ?? c.redirectUris,
@@ -519,6 +520,8 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
           await grant.save();
           return grant;
         },
+        // Keycloak gives a browser client a refresh token without offline_access; one use each (rotated).
+        issueRefreshToken: (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
         routes: KEYCLOAK_ROUTES,
         cookies: { keys: [randomBytes(32).toString('base64url')] },
         clientBasedCORS: () => true,
@@ -529,6 +532,7 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
           IdToken: ttl,
           Interaction: 600,
           Session: 3600,
+          RefreshToken: 1800,
           Grant: 3600,
         },
         features: {
