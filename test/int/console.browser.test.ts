@@ -6,14 +6,17 @@
 // the authorization code flow and PKCE. An integration developer sees only
 // their organization's endpoints, gets a validation error next to the field
 // it names, registers an endpoint and copies its secret, edits, pauses and
-// rotates it, and signs out; on a phone-sized screen they delete it; an
+// rotates it, and signs out; they do it all again with the keyboard alone;
+// on a phone-sized screen they delete it; an
 // auditor sees every webhook at a past instant, a timeline with its diff,
 // and the tamper check, which names the stream of an event altered in the
 // file. A last suite runs the server as `npm start` starts
-// it, with no OIDC_ISSUER: the development sign-in.
+// it, with no OIDC_ISSUER: the development sign-in. axe-core checks the
+// WCAG 2.1 A and AA rules on the main screens.
 // Screenshots go to test-results/console/ (ignored by git).
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { AxeBuilder } from '@axe-core/playwright';
 import Database from 'better-sqlite3';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,6 +38,12 @@ const ACTIVE_ID = 'document.activeElement && document.activeElement.id';
 const PASSWORDS = { ada: 'ada-password-1', grace: 'grace-password-1' } as const;
 
 let browser: Browser;
+
+/** axe-core's WCAG 2.1 A and AA rules on the page as it is now: each violation as "rule: the elements". */
+async function accessibilityViolations(page: Page): Promise<string[]> {
+  const result = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
 
 beforeAll(async () => {
   const chromiumPath = await ensureChromium();
@@ -167,6 +176,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     await page.getByText('No endpoints yet.').waitFor();
     expect(await page.content()).not.toContain('globex.example.com');
     await page.screenshot({ path: path.join(SHOTS, '1-signed-in.png'), fullPage: true });
+    expect(await accessibilityViolations(page)).toEqual([]);
 
     // A URL the policy refuses: the words appear next to the URL field, which gets the focus.
     await page.getByLabel('Endpoint URL (https)').fill('http://plain.example.com/hooks');
@@ -194,6 +204,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     await row.waitFor();
     expect(await row.innerText()).toContain('ACTIVE');
     await page.screenshot({ path: path.join(SHOTS, '3-secret-shown-once.png'), fullPage: true });
+    expect(await accessibilityViolations(page)).toEqual([]);
 
     // Once dismissed, the secret is nowhere on the page.
     await page.getByRole('button', { name: 'I have stored it' }).click();
@@ -209,6 +220,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     expect(await eventsError.innerText()).toMatch(/^Entry 2 /);
     await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('edit-events');
     await page.screenshot({ path: path.join(SHOTS, '4-edit-error.png'), fullPage: true });
+    expect(await accessibilityViolations(page)).toEqual([]);
     await page.locator('#edit-events').fill('kyc.*, compliance.case.opened');
     await page.getByRole('button', { name: 'Save changes' }).click();
     await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
@@ -249,6 +261,43 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     expect(apiErrors).toEqual(['POST /v1/webhooks 400', 'PATCH /v1/webhooks/:id 400', 'GET /v1/webhooks 400']);
   });
 
+  it('works with the keyboard alone: register, manage and delete an endpoint', { timeout: 60_000 }, async () => {
+    const { page, problems, apiErrors } = await open();
+    await signIn(page, 'ada');
+    await page.locator('tr', { hasText: 'https://acme.example.com/hooks' }).waitFor();
+    /** Tab (at most 60 times) until the focused element is the one with this id or accessible name. */
+    const tabTo = async (target: string) => {
+      const focused = `(() => { const e = document.activeElement; return e ? [e.id, e.getAttribute('aria-label') || e.textContent.trim()] : []; })()`;
+      for (let i = 0; i < 60; i++) {
+        await page.keyboard.press('Tab');
+        if ((await page.evaluate<string[]>(focused)).includes(target)) return;
+      }
+      throw new Error(`Tab never reached ${target}`);
+    };
+    await tabTo('new-url');
+    await page.keyboard.type('https://acme.example.com/keyboard');
+    await tabTo('new-events');
+    await page.keyboard.type('kyc.verification.approved');
+    await page.keyboard.press('Enter');
+    await page.getByTestId('secret').waitFor();
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('secret-heading');
+    await tabTo('I have stored it');
+    await page.keyboard.press('Enter');
+    const row = page.locator('tr', { hasText: 'https://acme.example.com/keyboard' });
+    await row.waitFor();
+    await tabTo('Manage https://acme.example.com/keyboard');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('manage-heading');
+    await tabTo('Delete…');
+    await page.keyboard.press('Enter');
+    await tabTo('Yes, delete it');
+    await page.keyboard.press('Enter');
+    await row.waitFor({ state: 'detached' });
+    await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('list-heading');
+    expect(problems).toEqual([]);
+    expect(apiErrors).toEqual([]);
+  });
+
   it('is usable on a phone-sized screen, and deletes after a confirmation', { timeout: 60_000 }, async () => {
     const { page, problems, apiErrors } = await open(390, 844);
     await signIn(page, 'ada');
@@ -257,6 +306,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     const overflow = await page.evaluate('document.documentElement.scrollWidth - window.innerWidth');
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: path.join(SHOTS, '6-phone.png'), fullPage: true });
+    expect(await accessibilityViolations(page)).toEqual([]);
     // Delete, after a confirmation: the row goes, and the focus returns to the list.
     await page.getByRole('button', { name: 'Manage https://acme.example.com/hooks' }).click();
     await page.getByRole('button', { name: 'Delete…' }).click();
@@ -308,7 +358,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     await check.click();
     const verdict = page.locator('#verify-result');
     await verdict.waitFor();
-    expect(await verdict.innerText()).toMatch(/^No damage found: \d+ events in 2 streams checked/);
+    expect(await verdict.innerText()).toMatch(/^No damage found: \d+ events in 3 streams checked/);
     await expect.poll(() => page.evaluate(ACTIVE_ID), { timeout: 5000 }).toBe('verify-result');
     const events = new Database(path.join(dataDir, EVENTS_FILE));
     try {
@@ -324,6 +374,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     expect(await verdict.innerText()).toBe(`Damage found: 1 stream altered, the first is ${webhookStreamName(webhookId)} at revision 1.`);
     expect(await page.locator('.findings').innerText()).toContain(`Stream ${webhookStreamName(webhookId)}: broken at revision 1: the event is not the one that was written`);
     await page.screenshot({ path: path.join(SHOTS, '9-tamper-check.png'), fullPage: true });
+    expect(await accessibilityViolations(page)).toEqual([]);
     expect(problems).toEqual([]);
     expect(apiErrors).toEqual([]);
   });
