@@ -264,7 +264,7 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
   it('works with the keyboard alone: register, manage and delete an endpoint', { timeout: 60_000 }, async () => {
     const { page, problems, apiErrors } = await open();
     await signIn(page, 'ada');
-    await page.locator('tr', { hasText: 'https://acme.example.com/hooks' }).waitFor();
+    await page.locator('#list-heading').waitFor();
     /** Tab (at most 60 times) until the focused element is the one with this id or accessible name. */
     const tabTo = async (target: string) => {
       const focused = `(() => { const e = document.activeElement; return e ? [e.id, e.getAttribute('aria-label') || e.textContent.trim()] : []; })()`;
