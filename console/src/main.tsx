@@ -6,7 +6,7 @@
 import './console.css';
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { Api, ApiError, type AuditPage, type EventType, type History, type HistoryEntry, type Registered, type WebhookList } from './api.ts';
+import { Api, ApiError, type AuditPage, type History, type HistoryEntry, type Registered, type WebhookList } from './api.ts';
 import { Auth, type ConsoleConfig, type SignedIn } from './auth.ts';
 import {
   changeLines,
@@ -225,7 +225,7 @@ function CreateEndpoint({ api }: { api: Api }) {
   const [url, setUrl] = useState('');
   const [events, setEvents] = useState('');
   const [partners, setPartners] = useState('');
-  const [catalog, setCatalog] = useState<EventType[]>([]);
+  const catalog = useCatalog(api);
   const [errors, setErrors] = useState<FieldErrors | undefined>();
   const [created, setCreated] = useState<Registered | undefined>();
   const [busy, setBusy] = useState(false);
@@ -234,9 +234,6 @@ function CreateEndpoint({ api }: { api: Api }) {
   const fields = { url: useRef<HTMLInputElement>(null), events: useRef<HTMLInputElement>(null), partnerIds: useRef<HTMLInputElement>(null) };
   const secretHeading = useRef<HTMLHeadingElement>(null);
 
-  useEffect(() => {
-    api.eventTypes().then(setCatalog, () => setCatalog([]));
-  }, []);
   useEffect(() => {
     if (created) secretHeading.current?.focus();
   }, [created]);
@@ -267,49 +264,20 @@ function CreateEndpoint({ api }: { api: Api }) {
     }
   };
 
-  const patterns = splitList(events);
-  const names = catalog.map((t) => t.name);
   return (
     <section aria-labelledby="create-heading">
       <h2 id="create-heading">Register an endpoint</h2>
       {created && <SecretOnce registered={created} heading={secretHeading} onDone={() => setCreated(undefined)} />}
       <form onSubmit={(e) => void submit(e)} noValidate>
-        <Labelled id="new-url" label="Endpoint URL (https)" error={errors?.fields.url}>
-          <input id="new-url" ref={fields.url} type="url" value={url} required onInput={(e) => setUrl(e.currentTarget.value)} {...invalid('new-url', errors?.fields.url)} />
-        </Labelled>
-        <Labelled
-          id="new-events"
-          label="Event types"
-          hint="Comma-separated; a pattern such as kyc.* takes every type under kyc."
-          error={errors?.fields.events}
-        >
-          <input
-            id="new-events"
-            ref={fields.events}
-            list="catalog"
-            value={events}
-            required
-            onInput={(e) => setEvents(e.currentTarget.value)}
-            {...invalid('new-events', errors?.fields.events)}
-          />
-        </Labelled>
-        <datalist id="catalog">
-          {names.map((name) => (
-            <option key={name} value={name} />
-          ))}
-        </datalist>
-        {patterns.length > 0 && names.length > 0 && (
-          <ul class="pattern-help" aria-live="polite">
-            {patterns.map((p) => (
-              <li key={p}>
-                <code>{p}</code>: {describePattern(p, names)}
-              </li>
-            ))}
-          </ul>
-        )}
-        <Labelled id="new-partners" label="Partners (optional)" hint="Partner UUIDs, comma-separated; empty means every partner your organization is authorized for." error={errors?.fields.partnerIds}>
-          <input id="new-partners" ref={fields.partnerIds} value={partners} onInput={(e) => setPartners(e.currentTarget.value)} {...invalid('new-partners', errors?.fields.partnerIds)} />
-        </Labelled>
+        <EndpointFields
+          prefix="new"
+          values={{ url, events, partners }}
+          set={{ url: setUrl, events: setEvents, partners: setPartners }}
+          refs={fields}
+          errors={errors}
+          catalog={catalog}
+          partnersLabel="Partners (optional)"
+        />
         {errors?.general && (
           <p class="error" role="alert">
             {errors.general}
@@ -320,6 +288,106 @@ function CreateEndpoint({ api }: { api: Api }) {
         </button>
       </form>
     </section>
+  );
+}
+
+/** The event-type catalog's names, read once per page (empty until it arrives, or if it cannot be read). */
+let catalogRead: Promise<string[]> | undefined;
+function useCatalog(api: Api): string[] {
+  const [names, setNames] = useState<string[]>([]);
+  useEffect(() => {
+    catalogRead ??= api.eventTypes().then(
+      (types) => types.map((t) => t.name),
+      () => {
+        catalogRead = undefined; // try again next time
+        return [];
+      },
+    );
+    void catalogRead.then(setNames);
+  }, []);
+  return names;
+}
+
+type EndpointField = 'url' | 'events' | 'partners';
+
+/**
+ * The URL, events and partners of an endpoint, as the create and the edit
+ * form both ask for them: labels, hints, each API error next to its field,
+ * the catalog offered for events, and what each typed pattern covers.
+ */
+function EndpointFields({
+  prefix,
+  values,
+  set,
+  refs,
+  errors,
+  catalog,
+  partnersLabel,
+}: {
+  prefix: 'new' | 'edit';
+  values: Readonly<Record<EndpointField, string>>;
+  set: Readonly<Record<EndpointField, (value: string) => void>>;
+  refs: Readonly<Record<'url' | 'events' | 'partnerIds', preact.RefObject<HTMLInputElement | null>>>;
+  errors: FieldErrors | undefined;
+  catalog: readonly string[];
+  partnersLabel: string;
+}) {
+  const patterns = splitList(values.events);
+  const field = (name: EndpointField) => `${prefix}-${name}`;
+  const listId = `${prefix}-catalog`;
+  return (
+    <>
+      <Labelled id={field('url')} label="Endpoint URL (https)" error={errors?.fields.url}>
+        <input
+          id={field('url')}
+          ref={refs.url}
+          type="url"
+          value={values.url}
+          required
+          onInput={(e) => set.url(e.currentTarget.value)}
+          {...invalid(field('url'), errors?.fields.url)}
+        />
+      </Labelled>
+      <Labelled id={field('events')} label="Event types" hint="Comma-separated; a pattern such as kyc.* takes every type under kyc." error={errors?.fields.events}>
+        <input
+          id={field('events')}
+          ref={refs.events}
+          list={listId}
+          value={values.events}
+          required
+          onInput={(e) => set.events(e.currentTarget.value)}
+          {...invalid(field('events'), errors?.fields.events)}
+        />
+      </Labelled>
+      <datalist id={listId}>
+        {catalog.map((name) => (
+          <option key={name} value={name} />
+        ))}
+      </datalist>
+      {patterns.length > 0 && catalog.length > 0 && (
+        <ul class="pattern-help" aria-live="polite">
+          {patterns.map((p) => (
+            <li key={p}>
+              <code>{p}</code>: {describePattern(p, catalog)}
+            </li>
+          ))}
+        </ul>
+      )}
+      <Labelled
+        id={field('partners')}
+        label={partnersLabel}
+        hint="Partner UUIDs, comma-separated; empty means every partner your organization is authorized for."
+        error={errors?.fields.partnerIds}
+      >
+        <input
+          id={field('partners')}
+          ref={refs.partnerIds}
+          value={values.partners}
+          onInput={(e) => set.partners(e.currentTarget.value)}
+          {...invalid(field('partners'), errors?.fields.partnerIds)}
+        />
+      </Labelled>
+    </>
   );
 }
 
@@ -378,6 +446,7 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
   const [rotated, setRotated] = useState<{ url: string; secret: string; until: string } | undefined>();
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
+  const catalog = useCatalog(api);
   const heading = useRef<HTMLHeadingElement>(null);
   const secretHeading = useRef<HTMLHeadingElement>(null);
   const status = useRef<HTMLParagraphElement>(null);
@@ -467,15 +536,15 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
           });
         }}
       >
-        <Labelled id="edit-url" label="Endpoint URL (https)" error={errors?.fields.url}>
-          <input id="edit-url" ref={fields.url} type="url" value={url} onInput={(e) => setUrl(e.currentTarget.value)} {...invalid('edit-url', errors?.fields.url)} />
-        </Labelled>
-        <Labelled id="edit-events" label="Event types" hint="Comma-separated; a pattern such as kyc.* takes every type under kyc." error={errors?.fields.events}>
-          <input id="edit-events" ref={fields.events} list="catalog" value={events} onInput={(e) => setEvents(e.currentTarget.value)} {...invalid('edit-events', errors?.fields.events)} />
-        </Labelled>
-        <Labelled id="edit-partners" label="Partners" hint="Empty means every partner your organization is authorized for." error={errors?.fields.partnerIds}>
-          <input id="edit-partners" ref={fields.partnerIds} value={partners} onInput={(e) => setPartners(e.currentTarget.value)} {...invalid('edit-partners', errors?.fields.partnerIds)} />
-        </Labelled>
+        <EndpointFields
+          prefix="edit"
+          values={{ url, events, partners }}
+          set={{ url: setUrl, events: setEvents, partners: setPartners }}
+          refs={fields}
+          errors={errors}
+          catalog={catalog}
+          partnersLabel="Partners"
+        />
         <div class="actions">
           <button type="submit" disabled={busy}>
             Save changes

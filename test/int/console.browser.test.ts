@@ -222,6 +222,9 @@ describe('the web console in chromium, signed in through the OAuth server (Keycl
     await page.screenshot({ path: path.join(SHOTS, '4-edit-error.png'), fullPage: true });
     expect(await accessibilityViolations(page)).toEqual([]);
     await page.locator('#edit-events').fill('kyc.*, compliance.case.opened');
+    // The edit form says what each pattern covers, from the catalog, as the create form does.
+    const help = page.locator('section[aria-labelledby="manage-heading"] .pattern-help');
+    await expect(help.innerText()).resolves.toBe('kyc.*: 6 event types\ncompliance.case.opened: one event type');
     await page.getByRole('button', { name: 'Save changes' }).click();
     await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
     await row.filter({ hasText: 'compliance.case.opened' }).waitFor();
