@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config.ts';
 import { loadCatalog } from './catalog.ts';
-import { createDispatchAnswerLookup, createDispatchLookup } from './dispatch/dispatchTargets.ts';
+import { createDispatchAnswerLookup, targetsOf } from './dispatch/dispatchTargets.ts';
 import { createTurns } from './dispatch/lookupTurns.ts';
 import { ChangeFeed } from './dispatch/changeFeed.ts';
 import { SqliteReadModel } from './stores/sqlite/sqliteReadModel.ts';
@@ -81,13 +81,14 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     projector?.start();
     // One queue of turns for every lookup this process answers.
     const turns = createTurns();
+    const dispatchAnswer = createDispatchAnswerLookup(core.readModel, core.secrets, now, { turns });
     app = await buildApp({
       verifier: identity.verifier,
       store: core.store,
       readModel: core.readModel,
       commands: core.commands,
-      lookup: createDispatchLookup(core.readModel, core.secrets, now, { turns }),
-      dispatchAnswers: { answer: createDispatchAnswerLookup(core.readModel, core.secrets, now, { turns }), maxBytes: config.DISPATCH_CACHE_BYTES },
+      lookup: targetsOf(dispatchAnswer),
+      dispatchAnswers: { answer: dispatchAnswer, maxBytes: config.DISPATCH_CACHE_BYTES },
       changeFeed: { feed: changeFeed, secrets: core.secrets, keepAliveMs: config.CHANGE_FEED_KEEPALIVE_MS },
       catalog,
       readYourWrites: new ReadYourWrites(waitFor, config.READ_YOUR_WRITES_TIMEOUT_MS, () => core.store.headPosition()),

@@ -32,7 +32,11 @@ export function createDispatchLookup(
   now: () => Date = () => new Date(),
   options: DispatchLookupOptions = {},
 ): DispatchLookup {
-  const answer = createDispatchAnswerLookup(readModel, secrets, now, options);
+  return targetsOf(createDispatchAnswerLookup(readModel, secrets, now, options));
+}
+
+/** A lookup answering the targets only, from one that also says until when they hold. */
+export function targetsOf(answer: DispatchAnswerLookup): DispatchLookup {
   return async (eventType, partnerId) => (await answer(eventType, partnerId)).targets;
 }
 
