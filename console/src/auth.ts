@@ -4,7 +4,7 @@
 // the identity provider — the state and the PKCE verifier, never a token —
 // is kept in sessionStorage by the library, and the code it comes back with
 // is taken off the address bar at once.
-import { InMemoryWebStorage, UserManager, WebStorageStateStore, type User } from 'oidc-client-ts';
+import { ErrorResponse, InMemoryWebStorage, UserManager, WebStorageStateStore, type User } from 'oidc-client-ts';
 
 /** GET /console/config.json: where to sign in. */
 export interface ConsoleConfig {
@@ -29,6 +29,10 @@ export interface SignedIn {
 export class Auth {
   private readonly manager: UserManager;
   private user: User | null = null;
+  /** The renewal under way: every caller that needs one waits for the same (a refresh token is good for one use). */
+  private renewing: Promise<boolean> | undefined;
+  /** Told when a renewal before expiry finds the session over (the provider refused the refresh token). */
+  onEnded: () => void = () => undefined;
 
   constructor(readonly config: ConsoleConfig) {
     const redirect = new URL('./', window.location.href).href;
@@ -46,22 +50,42 @@ export class Auth {
       loadUserInfo: false,
     });
     // A minute before the access token expires, trade the refresh token (in memory too) for a new one.
-    this.manager.events.addAccessTokenExpiring(() => void this.renew());
+    this.manager.events.addAccessTokenExpiring(() => {
+      void this.renew().then((renewed) => {
+        if (!renewed && this.user === null) this.onEnded();
+      });
+    });
   }
 
   /**
    * A new access token from the refresh token, if the provider gave one
    * (Keycloak does; the development sign-in does not). False when there is
-   * none or the provider refused it (its session ended): sign in again.
+   * none, when the provider refused it (its session ended: the tokens are
+   * forgotten), or when it could not be asked (the tokens are kept; the next
+   * 401 asks again). Concurrent callers share one renewal.
    */
-  async renew(): Promise<boolean> {
+  renew(): Promise<boolean> {
+    this.renewing ??= this.refresh().finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  private async refresh(): Promise<boolean> {
     if (this.user?.refresh_token === undefined) return false;
     try {
-      this.user = (await this.manager.signinSilent()) ?? null;
-    } catch {
-      this.user = null;
+      this.user = (await this.manager.signinSilent()) ?? this.user;
+      return true;
+    } catch (error) {
+      if (error instanceof ErrorResponse) await this.forget();
+      return false;
     }
-    return this.user !== null;
+  }
+
+  /** Drops the tokens from memory (the session is over; the provider's may live on). */
+  async forget(): Promise<void> {
+    this.user = null;
+    await this.manager.removeUser();
   }
 
   /** After the provider sent the browser back (?code=…&state=…): the user, and a clean address bar. */
@@ -83,8 +107,9 @@ export class Auth {
   /** Forgets the tokens; with a real provider, ends its session too. */
   async signOut(): Promise<void> {
     const user = this.user;
-    this.user = null;
-    await this.manager.removeUser();
+    await this.forget();
+    // RP-initiated logout names the session by its ID token (id_token_hint, in the logout URL as the
+    // specification has it); an ID token opens no API: the registry refuses its typ and audience.
     if (!this.config.development && user !== null) {
       await this.manager.signoutRedirect(user.id_token === undefined ? {} : { id_token_hint: user.id_token }).catch(() => undefined);
     }

@@ -176,9 +176,11 @@ export function verificationSummary(report: Verification): { readonly ok: boolea
   ];
   const first = report.brokenChains[0];
   const headline =
-    first === undefined
-      ? `Damage found after checking ${counted}: the read model does not match the log.`
-      : `Damage found: ${count(report.brokenChains.length, 'stream')} altered, the first is ${first.streamId} at revision ${first.revision}.`;
+    first !== undefined
+      ? `Damage found: ${count(report.brokenChains.length, 'stream')} altered, the first is ${first.streamId} at revision ${first.revision}.`
+      : report.readModelMismatches.length > 0
+        ? `Damage found after checking ${counted}: the read model does not match the log.`
+        : `The check found problems after reading ${counted}: see below.`;
   return { ok: false, headline, findings };
 }
 

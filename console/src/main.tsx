@@ -27,6 +27,11 @@ function App({ auth }: { auth: Auth }) {
   const [failure, setFailure] = useState<string | undefined>();
   const [checking, setChecking] = useState(true);
   const [managing, setManaging] = useState<string | undefined>();
+  // The session ended while signed in: the page stays as it is (a secret shown once stays readable) until sign-in.
+  const [ended, setEnded] = useState(false);
+  useEffect(() => {
+    auth.onEnded = () => setEnded(true);
+  }, []);
 
   useEffect(() => {
     auth
@@ -57,8 +62,8 @@ function App({ auth }: { auth: Auth }) {
     token: () => auth.token(),
     renew: () => auth.renew(),
     ended: () => {
-      setUser(undefined);
-      setFailure('Your session has ended: sign in again.');
+      void auth.forget();
+      setEnded(true);
     },
   });
   return (
@@ -68,15 +73,26 @@ function App({ auth }: { auth: Auth }) {
           Signed in as <strong>{user.name}</strong>
           {user.organizationId && <> · organization <strong>{user.organizationId}</strong></>}
         </span>
-        <button
-          type="button"
-          onClick={() => {
-            void auth.signOut().then(() => setUser(undefined));
-          }}
-        >
-          Sign out
-        </button>
+        {ended ? (
+          <button type="button" onClick={() => void auth.signIn()}>
+            Sign in again
+          </button>
+        ) : (
+          <button
+            type="button"
+            onClick={() => {
+              void auth.signOut().then(() => setUser(undefined));
+            }}
+          >
+            Sign out
+          </button>
+        )}
       </header>
+      {ended && (
+        <p class="session-ended" role="alert">
+          Your session has ended: sign in again. What is on this page stays until you do.
+        </p>
+      )}
       {user.scopes.includes('webhooks:audit') ? (
         <main>
           <h1>Compliance</h1>
@@ -231,7 +247,7 @@ function CreateEndpoint({ api }: { api: Api }) {
   const [busy, setBusy] = useState(false);
   // One key per form content: a retry of the same entries is a replay, not a second endpoint.
   const attempt = useRef<{ body: string; key: string } | undefined>(undefined);
-  const fields = { url: useRef<HTMLInputElement>(null), events: useRef<HTMLInputElement>(null), partnerIds: useRef<HTMLInputElement>(null) };
+  const fields = useEndpointFieldRefs();
   const secretHeading = useRef<HTMLHeadingElement>(null);
 
   useEffect(() => {
@@ -257,8 +273,7 @@ function CreateEndpoint({ api }: { api: Api }) {
     } catch (error) {
       const found = problemOf(error);
       setErrors(found);
-      const first = (['url', 'events', 'partnerIds'] as const).find((f) => found.fields[f] !== undefined);
-      if (first) fields[first].current?.focus();
+      fields.focusFirstError(found);
     } finally {
       setBusy(false);
     }
@@ -273,7 +288,7 @@ function CreateEndpoint({ api }: { api: Api }) {
           prefix="new"
           values={{ url, events, partners }}
           set={{ url: setUrl, events: setEvents, partners: setPartners }}
-          refs={fields}
+          refs={fields.refs}
           errors={errors}
           catalog={catalog}
           partnersLabel="Partners (optional)"
@@ -309,6 +324,20 @@ function useCatalog(api: Api): string[] {
 }
 
 type EndpointField = 'url' | 'events' | 'partners';
+type EndpointInputs = Readonly<Record<'url' | 'events' | 'partnerIds', preact.RefObject<HTMLInputElement | null>>>;
+
+/** The endpoint form's inputs, and the focus moved to the first one an API problem names (false: it named none). */
+function useEndpointFieldRefs(): { refs: EndpointInputs; focusFirstError: (found: FieldErrors) => boolean } {
+  const refs = { url: useRef<HTMLInputElement>(null), events: useRef<HTMLInputElement>(null), partnerIds: useRef<HTMLInputElement>(null) };
+  return {
+    refs,
+    focusFirstError: (found) => {
+      const first = (['url', 'events', 'partnerIds'] as const).find((f) => found.fields[f] !== undefined);
+      if (first !== undefined) refs[first].current?.focus();
+      return first !== undefined;
+    },
+  };
+}
 
 /**
  * The URL, events and partners of an endpoint, as the create and the edit
@@ -327,7 +356,7 @@ function EndpointFields({
   prefix: 'new' | 'edit';
   values: Readonly<Record<EndpointField, string>>;
   set: Readonly<Record<EndpointField, (value: string) => void>>;
-  refs: Readonly<Record<'url' | 'events' | 'partnerIds', preact.RefObject<HTMLInputElement | null>>>;
+  refs: EndpointInputs;
   errors: FieldErrors | undefined;
   catalog: readonly string[];
   partnersLabel: string;
@@ -450,7 +479,7 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
   const heading = useRef<HTMLHeadingElement>(null);
   const secretHeading = useRef<HTMLHeadingElement>(null);
   const status = useRef<HTMLParagraphElement>(null);
-  const fields = { url: useRef<HTMLInputElement>(null), events: useRef<HTMLInputElement>(null), partnerIds: useRef<HTMLInputElement>(null) };
+  const fields = useEndpointFieldRefs();
 
   const show = (answer: { webhook: WebhookSummary; etag: string | null }) => {
     setLoaded(answer);
@@ -483,9 +512,7 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
     } catch (error) {
       const found = problemOf(error);
       setErrors(found);
-      const first = (['url', 'events', 'partnerIds'] as const).find((f) => found.fields[f] !== undefined);
-      if (first) fields[first].current?.focus();
-      else requestAnimationFrame(() => status.current?.focus());
+      if (!fields.focusFirstError(found)) requestAnimationFrame(() => status.current?.focus());
     } finally {
       setBusy(false);
     }
@@ -540,7 +567,7 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
           prefix="edit"
           values={{ url, events, partners }}
           set={{ url: setUrl, events: setEvents, partners: setPartners }}
-          refs={fields}
+          refs={fields.refs}
           errors={errors}
           catalog={catalog}
           partnersLabel="Partners"
@@ -753,7 +780,7 @@ function TamperCheck({ api }: { api: Api }) {
           {running ? 'Checking…' : 'Run the tamper check'}
         </button>
       </p>
-      <div aria-live="polite">
+      <div>
         {problem && (
           <p class="error" role="alert" tabIndex={-1} ref={result}>
             {problem}
@@ -766,8 +793,9 @@ function TamperCheck({ api }: { api: Api }) {
             </p>
             {report.findings.length > 0 && (
               <ul class="findings">
-                {report.findings.map((line) => (
-                  <li key={line}>{line}</li>
+                {report.findings.map((line, index) => (
+                  // Two findings may read the same; their order is theirs.
+                  <li key={index}>{line}</li>
                 ))}
               </ul>
             )}
