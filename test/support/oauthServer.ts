@@ -242,6 +242,7 @@ interface ProviderContext {
     client?: { clientId: string };
     session?: { accountId?: string; grantIdFor(clientId: string): string | undefined };
     result?: { consent?: { grantId?: string } };
+    params?: Record<string, unknown>;
     provider: {
       Grant: { new (init: { clientId: string; accountId: string }): GrantLike; find(id: string): Promise<GrantLike | undefined> };
     };
@@ -439,20 +440,21 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
       azp: clientId,
       preferred_username: `service-account-${clientId}`,
     };
-    if (client?.orgId !== undefined) claims[orgClaim] = client.orgId;
-    if (client?.partnerIds !== undefined) claims[partnersClaim] = client.partnerIds;
-    return { ...claims, ...client?.extraClaims };
+    return { ...claims, ...organizationClaims(client), ...client?.extraClaims };
+  };
+  /** The org and partner mappers' claims, each left out when it has no value. */
+  const organizationClaims = (holder: { orgId?: string; partnerIds?: unknown } | undefined): Record<string, unknown> => {
+    const claims: Record<string, unknown> = {};
+    if (holder?.orgId !== undefined) claims[orgClaim] = holder.orgId;
+    if (holder?.partnerIds !== undefined) claims[partnersClaim] = holder.partnerIds;
+    return claims;
   };
   /** A person's token: Keycloak's user-attribute mappers and the profile claims. */
   const userClaims = (accountId: string, clientId: string): Record<string, unknown> => {
     const user = users.get(accountId);
     const claims: Record<string, unknown> = { typ: 'Bearer', azp: clientId };
     if (user === undefined) return claims;
-    claims.preferred_username = user.username;
-    claims.name = user.name ?? user.username;
-    if (user.orgId !== undefined) claims[orgClaim] = user.orgId;
-    if (user.partnerIds !== undefined) claims[partnersClaim] = user.partnerIds;
-    return claims;
+    return { ...claims, preferred_username: user.username, name: user.name ?? user.username, ...organizationClaims(user) };
   };
 
   let port = options.port ?? 0;
@@ -539,13 +541,17 @@ export async function startOAuthServer(options: StartOAuthServerOptions = {}): P
           devInteractions: { enabled: false },
           rpInitiatedLogout: {
             enabled: true,
-            // Keycloak signs out without asking when the logout names the session's ID token.
+            // Keycloak signs out without asking when the logout names the session's ID token, and asks otherwise.
             logoutSource: (ctx: ProviderContext, form: string) => {
-              ctx.body = `<!DOCTYPE html><html><head><title>Signing out</title></head><body>${form}<script>
+              const hinted = typeof ctx.oidc.params?.id_token_hint === 'string';
+              ctx.body = hinted
+                ? `<!DOCTYPE html><html><head><title>Signing out</title></head><body>${form}<script>
 const f = document.getElementById('op.logoutForm');
 const i = document.createElement('input'); i.type = 'hidden'; i.name = 'logout'; i.value = 'yes';
 f.appendChild(i); f.submit();
-</script></body></html>`;
+</script></body></html>`
+                : `<!DOCTYPE html><html><head><title>Logging out</title></head><body>${form}<h1>Do you want to log out?</h1>
+<button type="submit" form="op.logoutForm" name="logout" value="yes">Logout</button></body></html>`;
             },
           },
           clientCredentials: { enabled: true },

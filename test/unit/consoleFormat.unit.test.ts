@@ -163,4 +163,10 @@ describe('console: the tamper check in words', () => {
     expect(summary.headline).toBe('Damage found after checking 1,234 events in 1 stream: the read model does not match the log.');
     expect(summary.findings).toEqual(['Webhook d is in the log but missing from the read model.']);
   });
+
+  it('blames neither chains nor the read model when only other problems were found', () => {
+    const summary = verificationSummary({ ...healthy, ok: false, otherProblems: ['the log could not be read past position 1200'] });
+    expect(summary.headline).toBe('The check found problems after reading 1,234 events in 1 stream: see below.');
+    expect(summary.findings).toEqual(['The log could not be read past position 1200.']);
+  });
 });
