@@ -238,10 +238,7 @@ function EndpointList({ api, onManage }: { api: Api; onManage: (id: string) => v
 }
 
 function CreateEndpoint({ api }: { api: Api }) {
-  const [url, setUrl] = useState('');
-  const [events, setEvents] = useState('');
-  const [partners, setPartners] = useState('');
-  const catalog = useCatalog(api);
+  const draft = useEndpointDraft();
   const [errors, setErrors] = useState<FieldErrors | undefined>();
   const [created, setCreated] = useState<Registered | undefined>();
   const [busy, setBusy] = useState(false);
@@ -256,8 +253,8 @@ function CreateEndpoint({ api }: { api: Api }) {
 
   const submit = async (e: Event) => {
     e.preventDefault();
-    const partnerIds = splitList(partners);
-    const body = { url: url.trim(), events: splitList(events), ...(partnerIds.length > 0 ? { partnerIds } : {}) };
+    const { url, events, partnerIds } = draft.entries();
+    const body = { url, events, ...(partnerIds.length > 0 ? { partnerIds } : {}) };
     const text = JSON.stringify(body);
     if (attempt.current?.body !== text) attempt.current = { body: text, key: crypto.randomUUID() };
     setBusy(true);
@@ -266,9 +263,7 @@ function CreateEndpoint({ api }: { api: Api }) {
       attempt.current = undefined;
       setErrors(undefined);
       setCreated(registered);
-      setUrl('');
-      setEvents('');
-      setPartners('');
+      draft.fill(undefined);
       window.dispatchEvent(new Event(CHANGED));
     } catch (error) {
       const found = problemOf(error);
@@ -286,11 +281,10 @@ function CreateEndpoint({ api }: { api: Api }) {
       <form onSubmit={(e) => void submit(e)} noValidate>
         <EndpointFields
           prefix="new"
-          values={{ url, events, partners }}
-          set={{ url: setUrl, events: setEvents, partners: setPartners }}
+          draft={draft}
           refs={fields.refs}
           errors={errors}
-          catalog={catalog}
+          api={api}
           partnersLabel="Partners (optional)"
         />
         {errors?.general && (
@@ -324,6 +318,31 @@ function useCatalog(api: Api): string[] {
 }
 
 type EndpointField = 'url' | 'events' | 'partners';
+
+/** What the endpoint form holds as typed, and the entries it means. */
+interface EndpointDraft {
+  readonly values: Readonly<Record<EndpointField, string>>;
+  readonly set: Readonly<Record<EndpointField, (value: string) => void>>;
+  /** Shows a webhook's values, or empties the form. */
+  fill(webhook: WebhookSummary | undefined): void;
+  entries(): { url: string; events: string[]; partnerIds: string[] };
+}
+
+function useEndpointDraft(): EndpointDraft {
+  const [url, setUrl] = useState('');
+  const [events, setEvents] = useState('');
+  const [partners, setPartners] = useState('');
+  return {
+    values: { url, events, partners },
+    set: { url: setUrl, events: setEvents, partners: setPartners },
+    fill: (webhook) => {
+      setUrl(webhook?.url ?? '');
+      setEvents(webhook?.events.join(', ') ?? '');
+      setPartners(webhook?.partnerIds?.join(', ') ?? '');
+    },
+    entries: () => ({ url: url.trim(), events: splitList(events), partnerIds: splitList(partners) }),
+  };
+}
 type EndpointInputs = Readonly<Record<'url' | 'events' | 'partnerIds', preact.RefObject<HTMLInputElement | null>>>;
 
 /** The endpoint form's inputs, and the focus moved to the first one an API problem names (false: it named none). */
@@ -346,21 +365,21 @@ function useEndpointFieldRefs(): { refs: EndpointInputs; focusFirstError: (found
  */
 function EndpointFields({
   prefix,
-  values,
-  set,
+  draft: { values, set },
   refs,
   errors,
-  catalog,
+  api,
   partnersLabel,
 }: {
   prefix: 'new' | 'edit';
-  values: Readonly<Record<EndpointField, string>>;
-  set: Readonly<Record<EndpointField, (value: string) => void>>;
+  draft: EndpointDraft;
   refs: EndpointInputs;
   errors: FieldErrors | undefined;
-  catalog: readonly string[];
+  /** Where the event-type catalog comes from. */
+  api: Api;
   partnersLabel: string;
 }) {
+  const catalog = useCatalog(api);
   const patterns = splitList(values.events);
   const field = (name: EndpointField) => `${prefix}-${name}`;
   const listId = `${prefix}-catalog`;
@@ -466,16 +485,13 @@ function SecretOnce({
 /** One endpoint: edit, pause or resume, rotate its secret, delete it (after a confirmation). */
 function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: () => void }) {
   const [loaded, setLoaded] = useState<{ webhook: WebhookSummary; etag: string | null } | undefined>();
-  const [url, setUrl] = useState('');
-  const [events, setEvents] = useState('');
-  const [partners, setPartners] = useState('');
+  const draft = useEndpointDraft();
   const [errors, setErrors] = useState<FieldErrors | undefined>();
   const [said, setSaid] = useState<string | undefined>();
   const [grace, setGrace] = useState(86_400);
   const [rotated, setRotated] = useState<{ url: string; secret: string; until: string } | undefined>();
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
-  const catalog = useCatalog(api);
   const heading = useRef<HTMLHeadingElement>(null);
   const secretHeading = useRef<HTMLHeadingElement>(null);
   const status = useRef<HTMLParagraphElement>(null);
@@ -483,9 +499,7 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
 
   const show = (answer: { webhook: WebhookSummary; etag: string | null }) => {
     setLoaded(answer);
-    setUrl(answer.webhook.url);
-    setEvents(answer.webhook.events.join(', '));
-    setPartners(answer.webhook.partnerIds?.join(', ') ?? '');
+    draft.fill(answer.webhook);
   };
   useEffect(() => {
     api.webhook(id).then(show, (error: unknown) => setErrors(problemOf(error)));
@@ -556,20 +570,19 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
         noValidate
         onSubmit={(e) => {
           e.preventDefault();
-          const partnerIds = splitList(partners);
+          const { url, events, partnerIds } = draft.entries();
           void act(async () => {
-            show(await api.update(webhook.id, { url: url.trim(), events: splitList(events), partnerIds: partnerIds.length > 0 ? partnerIds : null }, etag));
+            show(await api.update(webhook.id, { url, events, partnerIds: partnerIds.length > 0 ? partnerIds : null }, etag));
             return 'Saved.';
           });
         }}
       >
         <EndpointFields
           prefix="edit"
-          values={{ url, events, partners }}
-          set={{ url: setUrl, events: setEvents, partners: setPartners }}
+          draft={draft}
           refs={fields.refs}
           errors={errors}
-          catalog={catalog}
+          api={api}
           partnersLabel="Partners"
         />
         <div class="actions">
