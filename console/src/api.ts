@@ -67,7 +67,11 @@ export interface Session {
 }
 
 export class Api {
-  constructor(private readonly session: Session) {}
+  /** `origin`: where the registry is ('' in the page: the same origin). */
+  constructor(
+    private readonly session: Session,
+    private readonly origin = '',
+  ) {}
 
   private async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     return (await this.exchange<T>(method, path, body, headers)).body;
@@ -77,7 +81,7 @@ export class Api {
   private async exchange<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ body: T; etag: string | null }> {
     const send = () => {
       const token = this.session.token();
-      return fetch(path, {
+      return fetch(`${this.origin}${path}`, {
         method,
         headers: {
           accept: 'application/json',
