@@ -106,7 +106,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         keepAliveMs: config.KEEP_ALIVE_TIMEOUT_MS,
       },
       ...(identity.development ? {} : { tokenUrl: keycloakTokenUrl(identity.issuer) }),
-      console: identity.development ? { orgClaim: config.ORG_CLAIM } : { issuer: identity.issuer, orgClaim: config.ORG_CLAIM },
+      console: { ...(identity.development ? {} : { issuer: identity.issuer }), orgClaim: config.ORG_CLAIM },
       ...(identity.devIssuer === undefined
         ? {}
         : {

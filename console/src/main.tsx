@@ -541,7 +541,8 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
     );
   }
   const { webhook, etag } = loaded;
-  const paused = webhook.status === 'PAUSED';
+  // A paused or disabled endpoint is resumed; an active one paused.
+  const resumable = webhook.status === 'PAUSED' || webhook.status === 'DISABLED';
   return (
     <section aria-labelledby="manage-heading">
       <h2 id="manage-heading" tabIndex={-1} ref={heading}>
@@ -594,12 +595,12 @@ function ManageEndpoint({ api, id, onClose }: { api: Api; id: string; onClose: (
             disabled={busy}
             onClick={() =>
               void act(async () => {
-                show(await api.update(webhook.id, { status: paused || webhook.status === 'DISABLED' ? 'ACTIVE' : 'PAUSED' }, etag));
-                return paused || webhook.status === 'DISABLED' ? 'Resumed: deliveries start again.' : 'Paused: nothing is delivered until it is resumed.';
+                show(await api.update(webhook.id, { status: resumable ? 'ACTIVE' : 'PAUSED' }, etag));
+                return resumable ? 'Resumed: deliveries start again.' : 'Paused: nothing is delivered until it is resumed.';
               })
             }
           >
-            {paused || webhook.status === 'DISABLED' ? 'Resume' : 'Pause'}
+            {resumable ? 'Resume' : 'Pause'}
           </button>
         </div>
       </form>
@@ -869,13 +870,7 @@ function Timeline({ api, id }: { api: Api; id: string }) {
             {Object.keys(entry.changes).length > 0 && (
               <table class="diff">
                 <caption class="visually-hidden">Changes at revision {entry.revision}</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Field</th>
-                    <th scope="col">Before</th>
-                    <th scope="col">After</th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Field', 'Before', 'After']} />
                 <tbody>
                   {changeLines(entry.changes).map((line) => (
                     <tr key={line.field}>

@@ -56,18 +56,11 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
 
   app.get(`${CONSOLE_PREFIX}config.json`, { schema: { hide: true } }, (request: FastifyRequest, reply) => {
     const origin = `${request.protocol}://${request.host}`;
-    const config =
+    const provider =
       options.issuer === undefined
-        ? {
-            clientId: CONSOLE_CLIENT_ID,
-            authority: `${origin}${DEV_SIGN_IN_PREFIX}`,
-            metadataUrl: `${origin}${DEV_SIGN_IN_PREFIX}/metadata`,
-            scope: 'openid',
-            orgClaim: options.orgClaim,
-            development: true,
-          }
-        : { clientId: CONSOLE_CLIENT_ID, authority: options.issuer, scope: CONSOLE_SCOPE, orgClaim: options.orgClaim, development: false };
-    return secure(reply).header('cache-control', 'no-store').send(config);
+        ? { authority: `${origin}${DEV_SIGN_IN_PREFIX}`, metadataUrl: `${origin}${DEV_SIGN_IN_PREFIX}/metadata`, scope: 'openid', development: true }
+        : { authority: options.issuer, scope: CONSOLE_SCOPE, development: false };
+    return secure(reply).header('cache-control', 'no-store').send({ clientId: CONSOLE_CLIENT_ID, ...provider, orgClaim: options.orgClaim });
   });
 
   if (!existsSync(path.join(dir, 'index.html'))) {

@@ -31,6 +31,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { SignJWT, calculateJwkThumbprint, type JWK, type JWTPayload } from 'jose';
+import { escapeHtml } from '../../src/http/devSignIn.ts';
 
 export * from './tokens.ts';
 
@@ -388,9 +389,6 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('error', reject);
   });
 }
-
-const escapeHtml = (text: string): string =>
-  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
 
 function loginHtml(realm: string, error?: string, username = ''): string {
   return `<!DOCTYPE html>
